@@ -1,0 +1,249 @@
+"""The few layers needed to train small networks: Linear, activations, Sequential, a loss.
+
+Each layer's ``backward`` sits right under its ``forward`` so they can be checked against each
+other. Every backward is tested against finite differences and torch autograd.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _checks
+from .layers import BatchNorm, GroupNorm, LayerNorm
+from .module import Module
+
+__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Identity", "Sequential", "SoftmaxCrossEntropy", "mlp", "ACTIVATIONS"]
+
+_NOT_RUN = "backward() was called before forward(): run forward on a batch first"
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` (PyTorch layout: ``weight`` has shape (out_features, in_features)).
+
+    Initialization: ``weight ~ N(0, (gain / sqrt(in_features))^2)``; ``gain=1`` is LeCun's,
+    ``sqrt(2)`` He's (for ReLU), ``5/3`` the usual one for tanh. ``bias`` starts at 0; pass
+    ``bias=False`` for a layer followed by batch norm, whose mean subtraction cancels any bias.
+    """
+
+    param_names = ("weight", "bias")
+
+    def __init__(self, in_features, out_features, *, bias=True, gain=1.0, rng=None):
+        super().__init__()
+        self.in_features = _checks.check_positive_int(in_features, "in_features")
+        self.out_features = _checks.check_positive_int(out_features, "out_features")
+        if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not gain > 0:
+            raise ValueError(f"gain: expected a positive number, got {gain!r}")
+        rng = np.random.default_rng(rng)
+        std = gain / np.sqrt(in_features)
+        self.weight = rng.normal(0.0, std, size=(out_features, in_features))
+        self.bias = np.zeros(out_features) if bias else None
+        self.dweight = self.dbias = None
+        self._x = None
+
+    def forward(self, x):
+        x = _checks.as_float_array(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"input: expected shape (N, {self.in_features}), got {x.shape}")
+        self._x = x
+        y = x @ self.weight.T.astype(x.dtype, copy=False)
+        if self.bias is not None:
+            y += self.bias.astype(x.dtype, copy=False)
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise ValueError(_NOT_RUN)
+        dy = _checks.as_float_array(dy, "dy")
+        _checks.check_same_shape(dy, (self._x.shape[0], self.out_features))
+        self.dweight = dy.T @ self._x
+        self.dbias = dy.sum(axis=0) if self.bias is not None else None
+        return dy @ self.weight.astype(dy.dtype, copy=False)
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+
+
+class _Elementwise(Module):
+    """An activation: forward keeps what backward needs, backward multiplies by the local slope."""
+
+    def forward(self, x):
+        x = _checks.as_float_array(x)
+        self._y = self._f(x)
+        self._x = x
+        return self._y
+
+    def backward(self, dy):
+        if getattr(self, "_y", None) is None:
+            raise ValueError(_NOT_RUN)
+        dy = _checks.as_float_array(dy, "dy")
+        _checks.check_same_shape(dy, self._y.shape)
+        return dy * self._slope()
+
+
+class ReLU(_Elementwise):
+    """``max(x, 0)``; slope 1 where x > 0, else 0 (a unit that is 0 on the whole batch is "dead")."""
+
+    def _f(self, x):
+        return np.maximum(x, 0)
+
+    def _slope(self):
+        return (self._x > 0).astype(self._x.dtype)
+
+
+class Tanh(_Elementwise):
+    """``tanh(x)``; slope ``1 - tanh(x)^2``, near 0 when saturated (|tanh| > 0.97)."""
+
+    def _f(self, x):
+        return np.tanh(x)
+
+    def _slope(self):
+        return 1 - self._y**2
+
+
+class Sigmoid(_Elementwise):
+    """``1 / (1 + exp(-x))``; slope ``s (1 - s)``, at most 0.25, near 0 outside [0.03, 0.97]."""
+
+    def _f(self, x):
+        out = np.empty_like(x)
+        pos = x >= 0
+        out[pos] = 1 / (1 + np.exp(-x[pos]))
+        e = np.exp(x[~pos])
+        out[~pos] = e / (1 + e)
+        return out
+
+    def _slope(self):
+        return self._y * (1 - self._y)
+
+
+class Identity(_Elementwise):
+    """Passes its input through (a placeholder for "no activation")."""
+
+    def _f(self, x):
+        return x
+
+    def _slope(self):
+        return 1.0
+
+
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "linear": Identity}
+
+
+class Sequential(Module):
+    """Layers applied in order; backward runs them in reverse."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"layer {i}: expected a bnlib Module, got {type(layer).__name__}")
+        self.layers = list(layers)
+
+    def children(self):
+        return self.layers
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner}\n)"
+
+
+class SoftmaxCrossEntropy:
+    """Mean cross-entropy of softmax(logits) against integer labels; ``backward()`` gives dlogits."""
+
+    def __call__(self, logits, labels):
+        return self.forward(logits, labels)
+
+    def forward(self, logits, labels):
+        logits = _checks.as_float_array(logits, "logits")
+        if logits.ndim != 2:
+            raise ValueError(f"logits: expected shape (N, classes), got {logits.shape}")
+        labels = np.asarray(labels)
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}")
+        if labels.shape != (logits.shape[0],):
+            raise ValueError(f"labels: expected shape ({logits.shape[0]},), got {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+            raise ValueError(
+                f"labels: expected values in [0, {logits.shape[1] - 1}], got [{labels.min()}, {labels.max()}]"
+            )
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        self._probs = np.exp(log_probs)
+        self._labels = labels
+        return float(-log_probs[np.arange(labels.size), labels].mean())
+
+    def backward(self):
+        if getattr(self, "_probs", None) is None:
+            raise ValueError(_NOT_RUN)
+        grad = self._probs.copy()
+        grad[np.arange(self._labels.size), self._labels] -= 1
+        return grad / self._labels.size
+
+
+def mlp(sizes, *, activation="relu", norm=None, gain=None, bias=None, rng=None, norm_position="before", **norm_kwargs):
+    """A multilayer perceptron ``Linear -> [norm] -> activation`` repeated, then a final Linear.
+
+    Args:
+        sizes: layer widths, input first, output last, e.g. ``[64, 100, 100, 10]``.
+        activation: "relu", "tanh", "sigmoid" or "linear".
+        norm: None, "batch" (:class:`BatchNorm`), "layer" (:class:`LayerNorm`) or "group"
+            (:class:`GroupNorm`, pass ``num_groups``).
+        gain: weight-initialization gain; default sqrt(2) for ReLU, 5/3 for tanh, 1 otherwise.
+        bias: hidden Linear layers get a bias; default True without norm and False before a norm
+            (the mean subtraction cancels it). The output layer always has a bias.
+        rng: seed or Generator; the same seed gives the same weights with and without norm.
+        norm_position: "before" (Linear -> norm -> activation, as in Ioffe & Szegedy) or "after"
+            (Linear -> activation -> norm).
+        norm_kwargs: passed to the norm layers (eps, momentum, num_groups, ...).
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2:
+        raise ValueError(f"sizes: expected at least an input and an output width, got {sizes}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if norm not in (None, "batch", "layer", "group"):
+        raise ValueError(f"norm: expected None, 'batch', 'layer' or 'group', got {norm!r}")
+    if norm_position not in ("before", "after"):
+        raise ValueError(f"norm_position: expected 'before' or 'after', got {norm_position!r}")
+    if gain is None:
+        gain = {"relu": np.sqrt(2.0), "tanh": 5.0 / 3.0}.get(activation, 1.0)
+    if bias is None:
+        bias = norm is None or norm_position == "after"
+    rng = np.random.default_rng(rng)
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+        layers.append(Linear(fan_in, fan_out, bias=bias, gain=gain, rng=rng))
+        block = [ACTIVATIONS[activation]()]
+        if norm is not None:
+            normalizer = _make_norm(norm, fan_out, norm_kwargs)
+            block = [normalizer] + block if norm_position == "before" else block + [normalizer]
+        layers.extend(block)
+    layers.append(Linear(sizes[-2], sizes[-1], bias=True, gain=1.0, rng=rng))
+    return Sequential(*layers)
+
+
+def _make_norm(kind, width, kwargs):
+    if kind == "batch":
+        return BatchNorm(width, **kwargs)
+    if kind == "layer":
+        return LayerNorm(width, **kwargs)
+    kwargs = dict(kwargs)
+    groups = kwargs.pop("num_groups", 4)
+    return GroupNorm(groups, width, **kwargs)
