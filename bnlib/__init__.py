@@ -4,7 +4,7 @@ Importing bnlib needs NumPy only. Plotting helpers (``bnlib.viz``) need matplotl
 controls, ipywidgets; the digits loader needs scikit-learn.
 """
 
-from . import data, experiments, functional, nn, optim
+from . import data, experiments, functional, gradcheck, nn, optim
 from .layers import BatchNorm, GroupNorm, LayerNorm
 from .module import Module
 from .nn import Identity, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, mlp
@@ -31,4 +31,5 @@ __all__ = [
     "optim",
     "data",
     "experiments",
+    "gradcheck",
 ]
