@@ -1,0 +1,66 @@
+"""Update latency of every interactive figure in the book (bnlib.figures.REGISTRY).
+
+One update is what happens when a reader moves a control in Jupyter: compute, draw, encode the PNG.
+Each figure is warmed up once (imports, the data set), then every combination of its grid is timed
+once, in grid order. The goal is a median under 150 ms per figure on the 2-core reference machine;
+the sum over all frames is also what the book build spends on interactive figures.
+Results are printed and written to benchmarks/results/bench_figures.json (override with --out).
+
+    python benchmarks/bench_figures.py [--out PATH] [--limit-ms 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+
+from bnlib import figures, viz
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bench_figures.json"))
+    parser.add_argument("--limit-ms", type=float, default=150.0, help="goal for the median update (default 150)")
+    args = parser.parse_args(argv)
+    viz.use_style()
+    results, worst = [], 0.0
+    names = sorted(figures.REGISTRY)
+    print(f"{len(names)} interactive figures; timing every combination of each grid", flush=True)
+    for i, name in enumerate(names, 1):
+        explorer = viz.explore(figures.REGISTRY[name])
+        explorer.render()  # warm-up: imports, data set
+        times = []
+        for k, combo in enumerate(explorer.combinations(), 1):
+            times.append(explorer.time_update(**combo))
+            print(f"\r[{i}/{len(names)}] {name}: {k}/{explorer.n_frames} frames", end="", flush=True)
+        t = np.array(times) * 1e3
+        row = {"figure": name, "frames": explorer.n_frames, "median_ms": float(np.median(t)),
+               "p90_ms": float(np.percentile(t, 90)), "max_ms": float(t.max()), "total_s": float(t.sum() / 1e3)}
+        results.append(row)
+        worst = max(worst, row["median_ms"])
+        print(f"\r[{i}/{len(names)}] {name}: median {row['median_ms']:.0f} ms, p90 {row['p90_ms']:.0f} ms, "
+              f"max {row['max_ms']:.0f} ms over {row['frames']} frames ({row['total_s']:.1f} s in the build)", flush=True)
+    total = sum(r["total_s"] for r in results)
+    ok = worst < args.limit_ms
+    print(f"worst median {worst:.0f} ms (goal < {args.limit_ms:.0f} ms): {'OK' if ok else 'OVER'}; "
+          f"all frames together {total:.1f} s")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    meta = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "matplotlib": matplotlib.__version__, "numpy": np.__version__}
+    with open(args.out, "w") as f:
+        json.dump({"meta": meta, "limit_ms": args.limit_ms, "results": results}, f, indent=2)
+    print(f"results written to {args.out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

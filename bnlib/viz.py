@@ -1,0 +1,338 @@
+"""The book's figure style and its interactive figures, live in Jupyter and static in the HTML book.
+
+``explore(plot_fn, batch_size=[2, 8, 64], momentum=[0.01, 0.1])`` returns an :class:`Explorer`.
+Displayed in Jupyter it is a live ipywidgets panel (one control per parameter) driving the PNG
+of ``plot_fn(**values)``. Displayed while the book is built it is plain HTML instead: every
+combination of the values is rendered once, embedded as PNG data, and native ``<input
+type=range>``/``<select>``/checkbox controls switch between the frames with about 1 kB of inline
+JavaScript, so the page stays interactive with no kernel, no widget manager and no network.
+
+Why this design, rather than the alternatives:
+
+* Embedding ipywidgets state (what Jupyter Book does by default) needs require.js and the widget
+  manager from a CDN, and the callbacks never run without a kernel: the controls move and the
+  figure does not change. Neither is acceptable for an offline book.
+* matplotlib's ``to_jshtml`` animates along one axis only and ships its own player controls; a grid
+  over two or three parameters does not fit it.
+* Panel's ``embed`` precomputes states too but brings Bokeh and its JavaScript bundle (megabytes)
+  into every page for what a dozen lines of script do here.
+
+One object carries both views through ``_repr_mimebundle_``: the widget view for Jupyter, and
+``text/html`` when the environment variable ``BNBOOK_STATIC_HTML=1`` is set, which the book's
+Sphinx extension (``book/_ext/bnbook.py``) does for the kernels that execute chapters during a
+build. The frames are therefore computed only during the book build, and the committed notebooks
+store only a short text line for each interactive figure. The same ``text/plain`` line is produced
+in both modes, so nbval compares it strictly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import inspect
+import io
+import itertools
+import json
+import numbers
+import os
+import time
+
+__all__ = ["PALETTE", "use_style", "explore", "Explorer", "static_mode", "figure_to_png"]
+
+#: Okabe & Ito's colour-blind-safe palette (black first, then the eight hues)
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+STYLE = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.constrained_layout.use": True,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 2.0,
+    "image.cmap": "viridis",
+    "svg.hashsalt": "bn-book",
+}
+
+STATIC_ENV = "BNBOOK_STATIC_HTML"
+MAX_FRAMES = 64
+
+
+def use_style():
+    """Apply the book's matplotlib style (palette, sizes) to every later figure."""
+    import matplotlib as mpl
+    from cycler import cycler
+
+    mpl.rcParams.update(STYLE)
+    mpl.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
+
+
+def static_mode() -> bool:
+    """True while the book is being built: interactive figures render as static HTML frames."""
+    return os.environ.get(STATIC_ENV) == "1"
+
+
+def figure_to_png(fig, dpi=None) -> bytes:
+    """Encode a matplotlib figure as PNG bytes and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _check_value(name, value):
+    if isinstance(value, (bool, str)) or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"{name}: expected numbers, strings or booleans, got {type(value).__name__} ({value!r})")
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class Explorer:
+    """An interactive figure: a plotting function and a grid of parameter values.
+
+    Args:
+        plot_fn: called as ``plot_fn(**values)``; returns a matplotlib Figure.
+        grid: parameter name -> non-empty list of values (numbers, strings or booleans).
+        title: a short name shown above the controls and used in the alt text.
+        alt: alt text describing what the figure shows; the current values are appended.
+        labels: optional parameter name -> label shown next to its control.
+        max_frames: the largest grid accepted (every combination is rendered for the HTML book).
+    """
+
+    def __init__(self, plot_fn, grid, *, title=None, alt=None, labels=None, max_frames=MAX_FRAMES):
+        if not callable(plot_fn):
+            raise TypeError(f"plot_fn: expected a callable returning a matplotlib Figure, got {type(plot_fn).__name__}")
+        if not grid:
+            raise ValueError("grid: expected at least one parameter with a list of values, got none")
+        accepted = _accepted_parameters(plot_fn)
+        unknown = [name for name in grid if accepted is not None and name not in accepted]
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(map(repr, unknown))} for {getattr(plot_fn, '__name__', 'plot_fn')}; "
+                f"it accepts {', '.join(sorted(accepted)) or 'no keyword arguments'}"
+            )
+        self.grid = {}
+        for name, values in grid.items():
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+                raise TypeError(f"{name}: expected a list of values, got {type(values).__name__}")
+            values = [_check_value(name, v) for v in values]
+            if not values:
+                raise ValueError(f"{name}: expected at least one value, got an empty list")
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"{name}: expected distinct values, got {values}")
+            self.grid[name] = values
+        n_frames = self.n_frames
+        if n_frames > max_frames:
+            raise ValueError(
+                f"grid: {n_frames} combinations, more than max_frames={max_frames}; "
+                "use fewer values or raise max_frames"
+            )
+        self.plot_fn = plot_fn
+        self.title = title or getattr(plot_fn, "__name__", "figure").replace("_", " ")
+        self.alt = alt or self.title
+        self.labels = {name: (labels or {}).get(name, name.replace("_", " ")) for name in self.grid}
+        self.initial = {name: _initial(plot_fn, name, values) for name, values in self.grid.items()}
+
+    # ---- the grid ----------------------------------------------------------------------
+    @property
+    def n_frames(self) -> int:
+        n = 1
+        for values in self.grid.values():
+            n *= len(values)
+        return n
+
+    def combinations(self):
+        """Every combination of values, the last parameter varying fastest (the frames' order)."""
+        names = list(self.grid)
+        for combo in itertools.product(*self.grid.values()):
+            yield dict(zip(names, combo))
+
+    def render(self, **values) -> bytes:
+        """PNG of the figure for one combination of values (defaults: the initial ones)."""
+        params = {**self.initial, **values}
+        return figure_to_png(self.plot_fn(**params))
+
+    def time_update(self, **values) -> float:
+        """Seconds for one update: compute and draw the figure, encode the PNG."""
+        start = time.perf_counter()
+        self.render(**values)
+        return time.perf_counter() - start
+
+    def describe(self, values=None) -> str:
+        values = values or self.initial
+        return ", ".join(f"{self.labels[k]} = {_format(v)}" for k, v in values.items())
+
+    def __repr__(self):
+        parts = "; ".join(f"{self.labels[k]}: {', '.join(_format(v) for v in vals)}" for k, vals in self.grid.items())
+        return f"Interactive figure '{self.title}' ({self.n_frames} combinations; {parts})"
+
+    # ---- Jupyter: live widgets ---------------------------------------------------------
+    def widget(self):
+        """An ipywidgets panel: one control per parameter, the figure, the current values."""
+        import ipywidgets as w
+
+        controls = {}
+        for name, values in self.grid.items():
+            label = self.labels[name]
+            if all(isinstance(v, bool) for v in values) and len(values) == 2:
+                control = w.ToggleButtons(options=[(str(v), v) for v in values], value=self.initial[name], description=label)
+            elif all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+                control = w.SelectionSlider(options=[(_format(v), v) for v in values], value=self.initial[name],
+                                            description=label, continuous_update=False)
+            else:
+                control = w.Dropdown(options=[(_format(v), v) for v in values], value=self.initial[name], description=label)
+            control.style.description_width = "initial"
+            controls[name] = control
+        image = w.Image(value=self.render(), format="png", layout=w.Layout(max_width="100%"))
+        status = w.HTML(value=html.escape(self.describe()))
+
+        def update(_change=None):
+            values = {name: c.value for name, c in controls.items()}
+            image.value = self.render(**values)
+            status.value = html.escape(self.describe(values))
+
+        for control in controls.values():
+            control.observe(update, names="value")
+        return w.VBox([w.HTML(f"<b>{html.escape(self.title)}</b>"), w.HBox(list(controls.values()),
+                       layout=w.Layout(flex_flow="row wrap")), image, status])
+
+    # ---- the HTML book: precomputed frames ---------------------------------------------
+    def to_html(self) -> str:
+        """Self-contained HTML: native controls, every frame as PNG data, a few lines of script."""
+        uid = "bnx-" + hashlib.sha1(repr((self.title, self.grid)).encode()).hexdigest()[:10]
+        frames = ["data:image/png;base64," + base64.b64encode(self.render(**combo)).decode() for combo in self.combinations()]
+        controls = []
+        for name, values in self.grid.items():
+            cid = f"{uid}-{name}"
+            label = html.escape(self.labels[name])
+            index = values.index(self.initial[name])
+            if all(isinstance(v, bool) for v in values) and len(values) == 2:
+                checked = " checked" if self.initial[name] == values[1] else ""
+                controls.append(
+                    f'<div class="bnx-control"><input type="checkbox" id="{cid}" data-param="{name}"{checked}>'
+                    f'<label for="{cid}">{label}</label> <output id="{cid}-value">{html.escape(_format(self.initial[name]))}</output></div>'
+                )
+            elif all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+                controls.append(
+                    f'<div class="bnx-control"><label for="{cid}">{label}</label> '
+                    f'<input type="range" id="{cid}" data-param="{name}" min="0" max="{len(values) - 1}" step="1" '
+                    f'value="{index}" aria-valuetext="{html.escape(_format(self.initial[name]))}"> '
+                    f'<output id="{cid}-value">{html.escape(_format(self.initial[name]))}</output></div>'
+                )
+            else:
+                options = "".join(
+                    f'<option value="{i}"{" selected" if i == index else ""}>{html.escape(_format(v))}</option>'
+                    for i, v in enumerate(values)
+                )
+                controls.append(
+                    f'<div class="bnx-control"><label for="{cid}">{label}</label> '
+                    f'<select id="{cid}" data-param="{name}">{options}</select> '
+                    f'<output id="{cid}-value">{html.escape(_format(self.initial[name]))}</output></div>'
+                )
+        spec = {
+            "names": list(self.grid),
+            "values": {k: [_format(v) for v in vals] for k, vals in self.grid.items()},
+            "labels": self.labels,
+            "alt": self.alt,
+        }
+        start = self._index(self.initial)
+        return (
+            f'<div class="bnx" id="{uid}" data-frames="{self.n_frames}">'
+            f'<p class="bnx-title"><strong>{html.escape(self.title)}</strong> '
+            f'<span class="bnx-hint">(interactive: move the controls)</span></p>'
+            f'<form class="bnx-controls" aria-label="Controls for {html.escape(self.title)}" onsubmit="return false">'
+            f'{"".join(controls)}</form>'
+            f'<img class="bnx-img" id="{uid}-img" src="{frames[start]}" '
+            f'alt="{html.escape(self.alt)} ({html.escape(self.describe())})" style="max-width:100%">'
+            f'<p class="bnx-status" id="{uid}-status" aria-live="polite">{html.escape(self.describe())}</p>'
+            f'<script type="application/json" id="{uid}-frames">{json.dumps(frames)}</script>'
+            f'<script type="application/json" id="{uid}-spec">{html.escape(json.dumps(spec), quote=False)}</script>'
+            f"<script>{_SCRIPT.replace('__UID__', uid)}</script>"
+            f"</div>"
+        )
+
+    def _index(self, values) -> int:
+        index = 0
+        for name, options in self.grid.items():
+            index = index * len(options) + options.index(values[name])
+        return index
+
+    # ---- display -------------------------------------------------------------------------
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if static_mode():
+            return {"text/html": self.to_html(), "text/plain": repr(self)}
+        try:
+            bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
+        except ImportError:  # no ipywidgets: show the first frame
+            return {"image/png": base64.b64encode(self.render()).decode(), "text/plain": repr(self)}
+        bundle = dict(bundle)
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+
+_SCRIPT = """(function(){var r=document.getElementById('__UID__');
+var f=JSON.parse(document.getElementById('__UID__-frames').textContent);
+var s=JSON.parse(document.getElementById('__UID__-spec').textContent);
+var img=document.getElementById('__UID__-img'),st=document.getElementById('__UID__-status');
+var cs=s.names.map(function(n){return document.getElementById('__UID__-'+n);});
+function pos(c){return c.type==='checkbox'?(c.checked?1:0):parseInt(c.value,10);}
+function upd(){var i=0,d=[];cs.forEach(function(c,k){var n=s.names[k],p=pos(c),v=s.values[n][p];
+i=i*s.values[n].length+p;document.getElementById(c.id+'-value').textContent=v;
+if(c.type==='range'){c.setAttribute('aria-valuetext',v);}d.push(s.labels[n]+' = '+v);});
+img.src=f[i];img.alt=s.alt+' ('+d.join(', ')+')';st.textContent=d.join(', ');r.dataset.frame=i;}
+cs.forEach(function(c){c.addEventListener('input',upd);c.addEventListener('change',upd);});})();"""
+
+
+def _initial(fn, name, values):
+    """The first frame shows plot_fn's own default for a parameter when the grid has it, else the
+    middle value (the first for booleans)."""
+    try:
+        default = inspect.signature(fn).parameters[name].default
+    except (TypeError, ValueError, KeyError):
+        default = inspect.Parameter.empty
+    for v in values:
+        if default is not inspect.Parameter.empty and type(v) is type(default) and v == default:
+            return v
+    return values[0] if isinstance(values[0], bool) else values[len(values) // 2]
+
+
+def _accepted_parameters(fn):
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    params = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+
+
+def explore(plot_fn, *, title=None, alt=None, labels=None, max_frames=MAX_FRAMES, **grid) -> Explorer:
+    """An interactive figure over a grid of parameter values; see the module docstring.
+
+    ``plot_fn(**values)`` must return a matplotlib Figure. If ``plot_fn`` carries a default grid
+    (``plot_fn.grid``, as the figures in :mod:`bnlib.figures` do), keyword arguments override its
+    entries. Example: ``explore(figures.running_estimates, batch_size=[2, 8, 64])``.
+    """
+    base = dict(getattr(plot_fn, "grid", {}) or {})
+    base.update(grid)
+    title = title or getattr(plot_fn, "title", None)
+    alt = alt or getattr(plot_fn, "alt", None)
+    labels = {**(getattr(plot_fn, "labels", None) or {}), **(labels or {})}
+    return Explorer(plot_fn, base, title=title, alt=alt, labels=labels, max_frames=max_frames)

@@ -1,0 +1,35 @@
+"""Sphinx extension for bn-book.
+
+* Sets ``BNBOOK_STATIC_HTML=1`` before any chapter executes, so the kernels that run chapters
+  during the build inherit it and ``bnlib.viz.explore`` emits precomputed HTML frames instead of
+  live widgets (see the docstring of ``bnlib.viz``).
+* Adds the stylesheet for those static controls.
+* Switches sphinx-thebe off. Jupyter Book 1 always loads it; it declares ``THEBE_JS_URL`` once per
+  read of the environment (a page error, "already declared", on every page) and points at a CDN.
+  The book is offline and its interactive figures need no kernel, so Thebe has nothing to do here.
+"""
+
+import os
+from pathlib import Path
+
+STATIC = Path(__file__).resolve().parent.parent / "_static"
+
+
+def setup(app):
+    os.environ["BNBOOK_STATIC_HTML"] = "1"
+    app.connect("config-inited", _drop_thebe)
+    app.connect("builder-inited", _add_static)
+    app.add_css_file("bnbook.css")
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def _drop_thebe(app, config):
+    for event, listeners in app.events.listeners.items():
+        for listener in list(listeners):
+            if getattr(listener.handler, "__module__", "").startswith("sphinx_thebe"):
+                app.disconnect(listener.id)
+
+
+def _add_static(app):
+    if str(STATIC) not in app.config.html_static_path:
+        app.config.html_static_path.append(str(STATIC))

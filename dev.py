@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""bn-book's one entry point. Needs only Python 3: it makes its own virtual environment.
+
+    python3 dev.py book      build the HTML book into _build/html (executes the chapters)
+    python3 dev.py test      run every test: unit, notebooks (nbval), book build, browser
+    python3 dev.py execute   re-execute the chapter notebooks in place (outputs committed)
+    python3 dev.py bench     run the benchmarks under benchmarks/
+    python3 dev.py lab       open the notebooks in JupyterLab with live widgets
+
+Environment variables:
+    BNBOOK_SKIP_BROWSER=1    skip the browser test (it needs Debian's chromium; see README)
+    BNBOOK_VENV=path         use another virtual environment than .venv
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("BNBOOK_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+BUILD = ROOT / "_build"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def log(msg):
+    print(f"[dev.py {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd, **kwargs):
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], cwd=kwargs.pop("cwd", ROOT), env=kwargs.pop("env", env()), **kwargs)
+
+
+def env():
+    e = dict(os.environ)
+    e["KERAS_BACKEND"] = "torch"
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["VIRTUAL_ENV"] = str(VENV)
+    e.setdefault("PYTHONHASHSEED", "0")
+    e.pop("BNBOOK_STATIC_HTML", None)  # only the book build sets it, for its own kernels
+    return e
+
+
+def _digest(*paths):
+    h = hashlib.sha256()
+    for p in paths:
+        for f in sorted(Path(p).rglob("*.py")) if Path(p).is_dir() else [Path(p)]:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def setup():
+    """Create .venv and install requirements.txt and bnlib (skipped when nothing changed)."""
+    stamp = VENV / ".bnbook-installed"
+    wanted = _digest(ROOT / "requirements.txt", ROOT / "pyproject.toml")
+    if PY.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return
+    if not PY.exists():
+        log(f"creating the virtual environment {VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    log("installing requirements.txt and bnlib (first time: about two minutes)")
+    run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", "requirements.txt"], check=True)
+    run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", "-e", "."], check=True)
+    stamp.write_text(wanted)
+    log("environment ready")
+
+
+def build_book(strict=True):
+    """Build the HTML book; clear the execution cache if bnlib changed since the last build."""
+    setup()
+    BUILD.mkdir(exist_ok=True)
+    stamp = BUILD / ".bnlib-digest"
+    digest = _digest(ROOT / "bnlib")
+    cache = BUILD / ".jupyter_cache"
+    if cache.exists() and (not stamp.exists() or stamp.read_text() != digest):
+        log("bnlib changed since the last build: clearing the notebook execution cache")
+        shutil.rmtree(cache)
+    start = time.perf_counter()
+    cmd = [BIN / "jupyter-book", "build", ".", "--keep-going"]
+    if strict:
+        cmd.append("-W")  # warnings are errors
+    result = run(cmd)
+    if result.returncode:
+        log(f"book build FAILED after {time.perf_counter() - start:.0f} s")
+        return result.returncode
+    stamp.write_text(digest)
+    log(f"book built in {time.perf_counter() - start:.0f} s: open {BUILD / 'html' / 'index.html'}")
+    return 0
+
+
+def ensure_chromium():
+    if os.environ.get("BNBOOK_SKIP_BROWSER") == "1" or Path(CHROMIUM).exists():
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing Debian's chromium for the browser test (apt-get)")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    else:
+        log("chromium not found; the browser test will fail with instructions (or set BNBOOK_SKIP_BROWSER=1)")
+
+
+def test(extra):
+    setup()
+    ensure_chromium()
+    cmd = [PY, "-m", "pytest", "tests", "book", "--nbval", "--nbval-current-env",
+           "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider", "-ra", *extra]
+    rc = run(cmd).returncode
+    if rc == 5:
+        log("pytest collected no tests: that is a failure here")
+        return 1
+    if rc == 0:
+        log("all tests passed; screenshots of every page are in test-artifacts/screenshots/")
+    return rc
+
+
+def execute(paths):
+    setup()
+    return run([PY, "tools/notebooks.py", "execute", *paths]).returncode
+
+
+def bench(extra):
+    setup()
+    rc = 0
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        rc |= run([PY, script, *extra]).returncode
+    return rc
+
+
+def lab():
+    setup()
+    return run([BIN / "jupyter", "lab", "book"]).returncode
+
+
+def main(argv):
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "book":
+        return build_book(strict="--lenient" not in rest)
+    if command == "test":
+        return test(rest)
+    if command == "execute":
+        return execute(rest)
+    if command == "bench":
+        return bench(rest)
+    if command == "lab":
+        return lab()
+    if command == "setup":
+        setup()
+        return 0
+    print(f"unknown command {command!r}; expected book, test, execute, bench, lab or setup\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

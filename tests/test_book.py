@@ -1,0 +1,74 @@
+"""The book builds offline with no warnings, and the HTML loads nothing from another host."""
+
+import re
+
+import pytest
+
+from book_helpers import HTML, build_book, pages
+
+pytestmark = pytest.mark.book
+
+EXTERNAL_LOAD = re.compile(r"""<(script|link|img|iframe|source)\b[^>]*\b(src|href)=["'](https?:)?//""", re.I)
+
+
+@pytest.fixture(scope="module")
+def built():
+    rc, log, seconds = build_book()
+    assert rc == 0, f"the book build failed (warnings are errors):\n{log[-6000:]}"
+    print(f"book build: {seconds:.0f} s")
+    return log
+
+
+def test_build_has_no_warnings(built):
+    warnings = [line for line in built.splitlines() if "WARNING:" in line and "IPKernelApp" not in line]
+    assert not warnings, "\n".join(warnings)
+
+
+def test_every_chapter_in_the_toc_is_built(built):
+    toc = (HTML.parent.parent / "_toc.yml").read_text()
+    files = re.findall(r"file:\s*(\S+)", toc) + re.findall(r"root:\s*(\S+)", toc)
+    assert len(files) >= 3
+    for name in files:
+        assert (HTML / f"{name}.html").exists(), name
+
+
+def test_no_page_loads_anything_from_another_host(built):
+    offenders = {}
+    for page in pages():
+        text = (HTML / page).read_text(errors="replace")
+        found = [m.group(0)[:120] for m in EXTERNAL_LOAD.finditer(text)]
+        if found:
+            offenders[page] = found
+    assert not offenders, offenders
+
+
+def test_mathjax_is_served_from_the_build(built):
+    page = (HTML / "book" / "ch01_why_normalize.html").read_text()
+    assert "_static/mathjax/tex-chtml.js" in page
+    assert (HTML / "_static" / "mathjax" / "tex-chtml.js").exists()
+
+
+def test_interactive_figures_are_static_html_in_the_book(built):
+    page = (HTML / "book" / "ch01_why_normalize.html").read_text()
+    frames = re.findall(r'class="bnx" id="[^"]+" data-frames="(\d+)"', page)
+    assert len(frames) >= 2 and all(int(n) > 1 for n in frames)
+    assert "application/vnd.jupyter.widget" not in page  # no widget manager needed
+
+
+def test_figures_have_captions_or_alt_text(built):
+    missing = {}
+    for page in pages():
+        text = (HTML / page).read_text(errors="replace")
+        for img in re.findall(r"<img\b[^>]*>", text):
+            if 'alt=""' in img or " alt=" not in img:
+                if "logo" in img:
+                    continue
+                missing.setdefault(page, []).append(img[:100])
+    # outputs of plain plt figures get their alt text from the cell metadata; anything else is a miss
+    assert not missing, missing
+
+
+def test_each_notebook_page_has_a_download_button(built):
+    for page in ("book/ch01_why_normalize.html", "book/intro.html"):
+        text = (HTML / page).read_text()
+        assert ".ipynb" in text and "download" in text.lower(), page

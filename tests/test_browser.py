@@ -1,0 +1,166 @@
+"""Every page of the built book in a real, offline Chromium: no errors, math rendered, search works,
+every static interactive control changes its figure. Screenshots go to test-artifacts/screenshots/.
+
+Needs Debian's chromium (``apt-get install -y chromium``, as root); ``python3 dev.py test`` installs it
+when it can. Set ``BNBOOK_SKIP_BROWSER=1`` to skip these tests on a machine without it.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from book_helpers import ROOT, Server, build_book, pages
+
+pytestmark = [pytest.mark.browser, pytest.mark.book]
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if os.environ.get("BNBOOK_SKIP_BROWSER") == "1":
+        pytest.skip("BNBOOK_SKIP_BROWSER=1: browser tests skipped on request")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} not found. Install Debian's chromium as root: apt-get install -y chromium "
+            "(python3 dev.py test does this when run as root), or set BNBOOK_SKIP_BROWSER=1 to skip.",
+            pytrace=False,
+        )
+    rc, log, _ = build_book()
+    assert rc == 0, f"the book build failed:\n{log[-4000:]}"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, Server() as server:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b, server.url
+        b.close()
+
+
+class PageLog:
+    """Collects everything that counts as a failure while a page is open."""
+
+    def __init__(self, page, base):
+        self.problems = []
+        host = urlparse(base).netloc
+        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console error: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: self.problems.append(f"failed request: {r.url} ({r.failure})"))
+
+        def route(r):
+            url = urlparse(r.request.url)
+            if url.scheme in ("data", "blob", "about") or url.netloc == host:
+                return r.continue_()
+            self.problems.append(f"request to another host: {r.request.url}")
+            return r.abort()
+
+        page.route("**/*", route)
+
+
+def _open(browser_and_url, path):
+    b, base = browser_and_url
+    context = b.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log = PageLog(page, base)
+    page.goto(f"{base}/{path}", wait_until="networkidle")
+    return context, page, log
+
+
+def _wait_for_math(page):
+    page.wait_for_function(
+        "() => !window.MathJax || !window.MathJax.startup || window.MathJax.startup.promise"
+        " .then(() => (window.__mathDone = true)) && window.__mathDone === true",
+        timeout=30000,
+    )
+
+
+def test_every_page_loads_cleanly(browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    failures = {}
+    all_pages = pages()
+    assert len(all_pages) >= 4
+    for path in all_pages:
+        context, page, log = _open(browser, path)
+        try:
+            if page.locator(".math").count():
+                _wait_for_math(page)
+                raw = page.evaluate(
+                    "() => Array.from(document.querySelectorAll('.math')).filter("
+                    "e => !e.querySelector('mjx-container') && !e.closest('mjx-container')).length"
+                )
+                if raw:
+                    log.problems.append(f"{raw} math element(s) not rendered by MathJax")
+            broken = page.evaluate(
+                "() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
+                ".map(i => (i.getAttribute('src') || '').slice(0, 80))"
+            )
+            log.problems += [f"broken image: {src}" for src in broken]
+            page.screenshot(path=str(SHOTS / (path.replace("/", "__") + ".png")), full_page=True)
+        finally:
+            context.close()
+        if log.problems:
+            failures[path] = log.problems
+    assert not failures, failures
+
+
+def test_search_finds_running_mean(browser):
+    context, page, log = _open(browser, "search.html?q=running+mean")
+    try:
+        page.wait_for_selector("#search-results ul.search li", timeout=30000)
+        hits = page.locator("#search-results ul.search li").count()
+        assert hits >= 1
+        assert not log.problems, log.problems
+    finally:
+        context.close()
+
+
+def _state(page, root):
+    return page.evaluate(
+        """(r) => { const img = r.querySelector('img.bnx-img');
+                    return {src: img.getAttribute('src').length + ':' + img.getAttribute('src').slice(-200),
+                            alt: img.alt, status: r.querySelector('.bnx-status').textContent}; }""",
+        root,
+    )
+
+
+def test_every_static_control_changes_its_figure(browser):
+    checked = 0
+    failures = []
+    for path in pages():
+        context, page, log = _open(browser, path)
+        try:
+            for k in range(page.locator(".bnx").count()):
+                root = page.locator(".bnx").nth(k)
+                handle = root.element_handle()
+                controls = root.locator("input, select")
+                assert root.locator("label").count() >= controls.count()
+                for c in range(controls.count()):
+                    control = controls.nth(c)
+                    before = _state(page, handle)
+                    kind = control.evaluate("e => e.type")
+                    control.focus()  # keyboard only: the controls must be reachable and usable without a mouse
+                    if kind == "range":
+                        at_end = control.evaluate("e => e.value === e.max")
+                        page.keyboard.press("Home" if at_end else "End")
+                    elif kind == "checkbox":
+                        page.keyboard.press("Space")
+                    else:  # select
+                        at_end = control.evaluate("e => e.selectedIndex === e.options.length - 1")
+                        page.keyboard.press("ArrowUp" if at_end else "ArrowDown")
+                    after = _state(page, handle)
+                    name = f"{path} figure {k} control {control.get_attribute('id')}"
+                    if after["src"] == before["src"]:
+                        failures.append(f"{name}: the image did not change")
+                    if after["status"] == before["status"] or after["alt"] == before["alt"]:
+                        failures.append(f"{name}: the shown values or alt text did not change")
+                    checked += 1
+            assert not log.problems, log.problems
+        finally:
+            context.close()
+    assert checked >= 4, f"only {checked} controls found"
+    assert not failures, failures

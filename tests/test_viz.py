@@ -1,0 +1,115 @@
+"""bnlib.viz.explore: the grid, labels, both displays, and bad arguments."""
+
+import base64
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from bnlib import figures, viz
+
+
+def plot(a=1.0, kind="sin", flip=False):
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    x = np.linspace(0, 6, 50)
+    y = getattr(np, kind)(a * x)
+    ax.plot(x, -y if flip else y)
+    return fig
+
+
+def test_grid_order_initial_values_and_labels():
+    e = viz.explore(plot, a=[0.5, 1.0, 2.0], kind=["sin", "cos"], flip=[False, True], labels={"a": "frequency"})
+    assert e.n_frames == 12
+    combos = list(e.combinations())
+    assert combos[0] == {"a": 0.5, "kind": "sin", "flip": False}
+    assert combos[1] == {"a": 0.5, "kind": "sin", "flip": True}  # the last parameter varies fastest
+    assert all(e._index(c) == i for i, c in enumerate(combos))
+    assert e.initial == {"a": 1.0, "kind": "sin", "flip": False}  # the function's own defaults
+    assert e.labels["a"] == "frequency" and e.labels["kind"] == "kind"
+    assert repr(e) == "Interactive figure 'plot' (12 combinations; frequency: 0.5, 1, 2; kind: sin, cos; flip: False, True)"
+
+
+def test_static_html_has_one_distinct_frame_per_combination_and_labelled_controls():
+    e = viz.explore(plot, a=[0.5, 2.0], kind=["sin", "cos"], flip=[False, True])
+    page = e.to_html()
+    frames = re.search(r'-frames">(\[.*?\])</script>', page).group(1)
+    decoded = [base64.b64decode(f.split(",", 1)[1]) for f in __import__("json").loads(frames)]
+    assert len(decoded) == 8 and len(set(decoded)) == 8
+    assert all(d.startswith(b"\x89PNG") for d in decoded)
+    for name, kind in (("a", "range"), ("flip", "checkbox")):
+        assert re.search(rf'<input type="{kind}" id="(bnx-\w+-{name})"', page)
+        assert re.search(rf'<label for="bnx-\w+-{name}">', page)
+    assert '<select id="' in page and "<option" in page
+    assert "http" not in page  # nothing to fetch
+
+
+def test_mimebundle_static_vs_live(monkeypatch):
+    e = viz.explore(plot, a=[1.0, 2.0])
+    monkeypatch.setenv("BNBOOK_STATIC_HTML", "1")
+    static = e._repr_mimebundle_()
+    assert set(static) == {"text/html", "text/plain"}
+    monkeypatch.delenv("BNBOOK_STATIC_HTML")
+    live = e._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in live and "text/html" not in live
+    assert live["text/plain"] == static["text/plain"]  # what nbval compares is the same in both modes
+
+
+def test_live_widget_updates_the_image():
+    e = viz.explore(plot, a=[1.0, 2.0], kind=["sin", "cos"])
+    panel = e.widget()
+    image = panel.children[2]
+    before = image.value
+    controls = panel.children[1].children
+    controls[1].value = "cos"
+    assert image.value != before
+    assert "kind = cos" in panel.children[3].value
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({}, ValueError, "expected at least one parameter"),
+        ({"a": []}, ValueError, "a: expected at least one value, got an empty list"),
+        ({"speed": [1, 2]}, ValueError, "unknown parameter\\(s\\) 'speed' for plot; it accepts a, flip, kind"),
+        ({"a": 3}, TypeError, "a: expected a list of values, got int"),
+        ({"a": "abc"}, TypeError, "a: expected a list of values, got str"),
+        ({"a": [1, [2]]}, TypeError, "a: expected numbers, strings or booleans, got list"),
+        ({"a": [1, 1]}, ValueError, "a: expected distinct values"),
+        ({"a": list(range(10)), "kind": ["sin", "cos"], "flip": [False, True], "max_frames": 30},
+         ValueError, "grid: 40 combinations, more than max_frames=30"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        viz.explore(plot, **kwargs)
+
+
+def test_plot_fn_must_be_callable():
+    with pytest.raises(TypeError, match="plot_fn: expected a callable"):
+        viz.explore("plot", a=[1])
+
+
+def test_every_registered_figure_has_a_valid_grid_and_alt_text():
+    assert len(figures.REGISTRY) >= 2
+    for name, fn in figures.REGISTRY.items():
+        e = viz.explore(fn)
+        assert e.alt and e.title, name
+        assert 2 <= e.n_frames <= viz.MAX_FRAMES, name
+
+
+def test_every_explore_call_in_the_book_uses_a_registered_figure():
+    # so the latency benchmark, which walks the registry, times every interactive figure of the book
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parent.parent / "book"
+    calls = []
+    for nb in book.glob("*.ipynb"):
+        calls += re.findall(r"viz\.explore\(([^,)\\]+)", nb.read_text())
+    assert calls, "no interactive figure found in the book"
+    for call in calls:
+        assert call.startswith("figures.") and call.split(".", 1)[1] in figures.REGISTRY, call

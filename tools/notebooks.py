@@ -1,0 +1,112 @@
+"""Author and execute the book's chapter notebooks.
+
+    python tools/notebooks.py convert SOURCE.md.py OUT.ipynb   # from the plain-text form below
+    python tools/notebooks.py execute [NOTEBOOK ...]           # re-run in place (default: all)
+
+Execution is deterministic: the kernel of the current environment, cells in order, the working
+directory the notebook's own, widget state and volatile metadata dropped, so running it three times in
+a row leaves the files byte-for-byte unchanged. ``BNBOOK_STATIC_HTML`` is removed from the kernel's
+environment: the committed notebooks store live-widget outputs, the book build renders frames.
+
+The plain-text form: cells start with a line ``%% md`` or ``%% code [TAG ...]``; in a code cell,
+leading ``#| caption: ...``, ``#| name: ...`` and ``#| alt: ...`` lines become myst-nb figure
+metadata (a numbered figure with a caption and alt text) and are removed from the source.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def convert(source: Path, out: Path) -> None:
+    cells = []
+    kind, tags, lines = None, [], []
+
+    def flush():
+        if kind is None:
+            return
+        text = "\n".join(lines).strip("\n")
+        if kind == "md":
+            cell = nbformat.v4.new_markdown_cell(text)
+        else:
+            meta, body = {}, []
+            for line in text.splitlines():
+                if line.startswith("#| ") and not body:
+                    key, _, value = line[3:].partition(":")
+                    meta[key.strip()] = value.strip()
+                else:
+                    body.append(line)
+            cell = nbformat.v4.new_code_cell("\n".join(body))
+            if tags:
+                cell.metadata["tags"] = list(tags)
+            mystnb = {}
+            if "caption" in meta or "name" in meta:
+                mystnb["figure"] = {k: meta[k] for k in ("caption", "name") if k in meta}
+            if "alt" in meta:
+                mystnb["image"] = {"alt": meta["alt"]}
+            if mystnb:
+                cell.metadata["mystnb"] = mystnb
+        cell.id = f"c{len(cells):03d}"
+        cells.append(cell)
+
+    for line in source.read_text().splitlines():
+        if line.startswith("%% "):
+            flush()
+            parts = line[3:].split()
+            kind, tags, lines = parts[0], parts[1:], []
+            if kind not in ("md", "code"):
+                raise ValueError(f"{source}: unknown cell kind {kind!r} in line {line!r}")
+        else:
+            lines.append(line)
+    flush()
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, out)
+
+
+def execute(path: Path) -> float:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    env_backup = os.environ.pop("BNBOOK_STATIC_HTML", None)
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        if env_backup is not None:
+            os.environ["BNBOOK_STATIC_HTML"] = env_backup
+    elapsed = time.perf_counter() - start
+    nb.metadata.pop("widgets", None)
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"c{i:03d}"
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+    return elapsed
+
+
+def main(argv):
+    if argv[:1] == ["convert"] and len(argv) == 3:
+        convert(Path(argv[1]), Path(argv[2]))
+        return 0
+    if argv[:1] == ["execute"]:
+        paths = [Path(p) for p in argv[1:]] or sorted((ROOT / "book").glob("*.ipynb"))
+        for i, path in enumerate(paths, 1):
+            print(f"[{i}/{len(paths)}] executing {path} ...", end=" ", flush=True)
+            print(f"{execute(path):.1f} s", flush=True)
+        print(f"{len(paths)} notebook(s) executed and saved in place")
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
