@@ -109,3 +109,246 @@ def _walk(module):
     yield module
     for child in module.children():
         yield from _walk(child)
+
+
+# ------------------------------------------------------------------------------ chapter 2: the algorithm
+
+
+def linear_fit_r2(x, fx) -> float:
+    """R^2 of the least-squares straight line through ``(x, fx)``: 1 means ``fx`` is linear in ``x``."""
+    x, fx = np.ravel(x), np.ravel(fx)
+    A = np.stack([x, np.ones_like(x)], axis=1)
+    coef, *_ = np.linalg.lstsq(A, fx, rcond=None)
+    residual = fx - A @ coef
+    total = fx - fx.mean()
+    return float(1 - (residual @ residual) / (total @ total))
+
+
+def variance_error_sweep(mean_over_std, *, n=4096, features=8, seed=0):
+    """Relative error of three float32 variance computations as the mean grows against the spread.
+
+    For each ratio ``r``: data ``r + N(0, 1)`` rounded to float32; the reference is the float64
+    variance of those same float32 numbers. Returns a dict of arrays (one value per ratio, the worst
+    feature): ``one_pass`` (E[x^2] - E[x]^2 in float32), ``two_pass`` (numpy's ``var`` in float32),
+    ``bnlib`` (bnlib's corrected two-pass), and ``output_error``: the largest difference between
+    bnlib's float32 batch norm and the float64 one on the same input, in units of the output's spread.
+    """
+    from . import functional as F
+
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((n, features))
+    out = {key: [] for key in ("one_pass", "two_pass", "bnlib", "output_error", "one_pass_negative")}
+    for r in mean_over_std:
+        x32 = (r + noise).astype(np.float32)
+        exact = x32.astype(np.float64).var(axis=0)
+        one = F.one_pass_variance(x32, (0,))
+        out["one_pass"].append(np.max(np.abs(one - exact) / exact))
+        out["one_pass_negative"].append(bool((one < 0).any()))
+        out["two_pass"].append(np.max(np.abs(x32.var(axis=0) - exact) / exact))
+        _, var = F.moments(x32, (0,))
+        out["bnlib"].append(np.max(np.abs(var - exact) / exact))
+        y32 = F.batch_norm(x32, None, None, training=True)
+        y64 = F.batch_norm(x32.astype(np.float64), None, None, training=True)
+        out["output_error"].append(float(np.abs(y32 - y64).max()))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------ chapter 3: the backward pass
+
+
+def constant_stats_error(batch_sizes, *, trials=200, features=16, seed=0):
+    """Median relative error of the backward that treats mean and variance as constants.
+
+    For each batch size N: random x, gamma and dy; error ``||dx_wrong - dx_true|| / ||dx_true||``
+    per trial (per whole batch), median over ``trials``. Returns an array, one value per N.
+    """
+    from . import functional as F
+
+    rng = np.random.default_rng(seed)
+    medians = []
+    for n in batch_sizes:
+        errors = []
+        for _ in range(trials):
+            x = rng.standard_normal((n, features))
+            dy = rng.standard_normal((n, features))
+            gamma = rng.uniform(0.5, 1.5, features)
+            _, _, _, cache = F.batch_norm_train_forward(x, gamma, None)
+            true, _, _ = F.batch_norm_backward(dy, cache)
+            wrong, _, _ = F.batch_norm_backward_constant_stats(dy, x, gamma)
+            errors.append(np.linalg.norm(wrong - true) / np.linalg.norm(true))
+        medians.append(float(np.median(errors)))
+    return np.array(medians)
+
+
+def paired_timings(functions: dict, *, repeats=30, warmup=3):
+    """Time several functions in interleaved rounds (each round runs every function once, in a
+    rotating order) so they share the machine's state; returns name -> array of seconds."""
+    import time
+
+    names = list(functions)
+    for _ in range(warmup):
+        for name in names:
+            functions[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            functions[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: np.array(t) for name, t in times.items()}
+
+
+# ------------------------------------------------------------------------------ chapter 4: running statistics
+
+
+class RunningTrace(NamedTuple):
+    running_mean: np.ndarray  # (steps + 1,) the estimate after each step (index 0: the initial value)
+    running_var: np.ndarray
+    batch_means: np.ndarray  # (steps,)
+    batch_vars: np.ndarray  # (steps,) biased
+
+
+def running_estimates(momentum, batch_size, steps, *, mean=3.0, std=2.0, convention="pytorch", seed=0) -> RunningTrace:
+    """Feed ``steps`` batches of N(mean, std^2) through one BatchNorm feature and record its estimates."""
+    from .layers import BatchNorm
+
+    if convention == "pytorch":
+        layer = BatchNorm(1, momentum=momentum)
+    elif convention == "keras":
+        layer = BatchNorm.keras(1, momentum=1.0 - momentum, axis=1)  # same weight of the new batch
+    else:
+        raise ValueError(f"convention: expected 'pytorch' or 'keras', got {convention!r}")
+    rng = np.random.default_rng(seed)
+    rm, rv, bm, bv = [layer.running_mean[0]], [layer.running_var[0]], [], []
+    for _ in range(steps):
+        x = rng.normal(mean, std, size=(batch_size, 1))
+        layer(x)
+        rm.append(layer.running_mean[0])
+        rv.append(layer.running_var[0])
+        bm.append(x.mean())
+        bv.append(x.var())
+    return RunningTrace(np.array(rm), np.array(rv), np.array(bm), np.array(bv))
+
+
+def effective_window(momentum, share=0.9) -> float:
+    """Number of most recent batches that carry ``share`` of the running estimate's weight:
+    the smallest k with ``1 - (1 - momentum)^k >= share`` (momentum = weight of the new batch)."""
+    if not 0 < momentum <= 1:
+        raise ValueError(f"momentum: expected a value in (0, 1], got {momentum}")
+    if momentum == 1:
+        return 1.0
+    return float(np.ceil(np.log(1 - share) / np.log(1 - momentum)))
+
+
+def chained_eval_train_ratio(depth, batch_size, *, steps=2000, width=8, eps=1e-12, convention="pytorch",
+                             test_batches=2000, seed=0):
+    """``depth`` BatchNorm layers in a row (no weights between them), trained until the running
+    statistics converge (the cumulative average of ``steps`` batches), then the ratio of eval-mode to
+    train-mode output spread per layer, on fresh batches of the training batch size.
+
+    In training every layer's output has exactly unit variance within its batch. In eval, PyTorch's
+    layer divides by the UNBIASED running variance, m/(m-1) times the average within-batch variance
+    it saw, so each layer shrinks the spread by sqrt((m-1)/m) and after L layers the ratio is
+    ((m-1)/m)^(L/2): (63/64)^10 = 0.854 for 20 layers and m = 64 (pytorch issue 100048). Keras'
+    biased running variance gives 1. Returns the ratio after each layer.
+    """
+    from .layers import BatchNorm
+
+    layers = [BatchNorm(width, momentum=None, eps=eps) for _ in range(depth)]
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        h = rng.standard_normal((batch_size, width))
+        for layer in layers:
+            h = layer(h)
+    if convention == "keras":
+        # the same average of batch variances without Bessel's correction: what Keras converges to
+        for layer in layers:
+            layer.running_var *= (batch_size - 1) / batch_size
+    elif convention != "pytorch":
+        raise ValueError(f"convention: expected 'pytorch' or 'keras', got {convention!r}")
+    h = rng.standard_normal((test_batches * batch_size, width))
+    ratios = []
+    for layer in layers:
+        layer.eval()
+        h = layer(h)
+        within = h.reshape(test_batches, batch_size, width).var(axis=1)  # train mode would give exactly 1
+        ratios.append(float(np.sqrt(within.mean())))
+    return np.array(ratios)
+
+
+def moving_std_bias(batch_sizes, *, std=2.0, steps=4000, seed=0):
+    """What three running estimators converge to, divided by the true variance (or std), per batch size.
+
+    Returns a dict of arrays: ``unbiased_var`` (PyTorch), ``biased_var`` (Keras), ``moving_std``
+    (the running average of the batch standard deviation, squared, as some notes track it).
+    """
+    rng = np.random.default_rng(seed)
+    out = {"unbiased_var": [], "biased_var": [], "moving_std": []}
+    for m in batch_sizes:
+        x = rng.normal(0.0, std, size=(steps, m))
+        biased = x.var(axis=1)
+        out["biased_var"].append(biased.mean() / std**2)
+        out["unbiased_var"].append((biased * m / (m - 1)).mean() / std**2)
+        out["moving_std"].append(np.sqrt(biased).mean() ** 2 / std**2)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+class Recalibration(NamedTuple):
+    eval_accuracy_before: float
+    eval_accuracy_after: float
+    train_mode_accuracy: float  # the test set through the network in training mode, full batch
+    mean_error_before: float  # mean |running_mean - exact mean| over all BN features, before
+    mean_error_after: float
+
+
+def recalibration_study(*, momentum=0.01, epochs=3, lr=0.1, batch_size=64, seed=0, depth=3, width=64):
+    """Train an MLP with BatchNorm, then compare eval accuracy before and after recalibration.
+
+    A small momentum leaves the running statistics lagging behind the weights they describe; recomputing
+    them over the training set (:func:`recalibrate`) removes the lag. Statistic errors are measured at
+    each BatchNorm's input against the exact training-set statistics.
+    """
+    from .data import load_digits
+    from .nn import mlp
+
+    data = load_digits(seed=seed)
+    model = mlp([64] + [width] * depth + [10], norm="batch", momentum=momentum, rng=seed)
+    fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    norms = [m for m in _walk(model) if isinstance(m, BatchNorm)]
+
+    def stat_error():
+        model.train()
+        errors = []
+        h = data.x_train
+        for layer in model.layers:
+            if isinstance(layer, BatchNorm):
+                errors.append(np.abs(layer.running_mean - h.mean(axis=0)).mean())
+                h = _eval_layer(layer, h)
+            else:
+                h = _eval_layer(layer, h)
+        return float(np.mean(errors))
+
+    before_err = stat_error()
+    model.eval()
+    before = accuracy(model, data.x_test, data.y_test)
+    model.train()
+    saved = [(m.running_mean.copy(), m.running_var.copy(), m.num_batches_tracked) for m in norms]
+    train_acc = accuracy(model, data.x_test, data.y_test)
+    for m, (rm, rv, n) in zip(norms, saved):  # the train-mode pass must not move the estimates
+        m.running_mean[:], m.running_var[:], m.num_batches_tracked = rm, rv, n
+    recalibrate(model, data.x_train)
+    after = accuracy(model, data.x_test, data.y_test)
+    after_err = stat_error()
+    model.eval()
+    return Recalibration(before, after, train_acc, before_err, after_err)
+
+
+def _eval_layer(layer, h):
+    """Apply a layer as in inference, without touching running statistics."""
+    was = layer.training
+    layer.eval()
+    try:
+        return layer(h)
+    finally:
+        layer.train(was)

@@ -171,3 +171,257 @@ def batch_norm_in_one_figure(means=(-3.0, 5.0, 40.0), stds=(0.5, 2.0, 10.0), bat
         ax.set_ylabel("count")
     ax1.legend(fontsize=9)
     return fig, x, y
+
+
+# ------------------------------------------------------------------------------ chapter 2
+
+
+def forward_steps(x, gamma, beta, eps=1e-5):
+    """The forward pass stage by stage on a small batch (N, C): one panel per stage, one colour per feature."""
+    from . import functional as F
+
+    plt = _plt()
+    mean, var = F.moments(x, (0,))
+    centered = x - mean
+    xhat = centered / np.sqrt(var + eps)
+    y = xhat * gamma + beta
+    stages = [("input x", x), ("x - mean", centered), ("x-hat = (x - mean) / sqrt(var + eps)", xhat),
+              ("y = gamma x-hat + beta", y)]
+    fig, axes = plt.subplots(1, 4, figsize=(10, 3), sharey=False)
+    for ax, (title, values) in zip(axes, stages):
+        for j in range(x.shape[1]):
+            ax.plot(np.full(x.shape[0], j) + np.linspace(-0.15, 0.15, x.shape[0]), values[:, j], "o",
+                    color=PALETTE[j], label=f"feature {j + 1}")
+        ax.set_xticks(range(x.shape[1]), [f"f{j + 1}" for j in range(x.shape[1])])
+        ax.set_title(title, fontsize=9)
+        ax.axhline(0, color="0.6", lw=0.8)
+    axes[0].set_ylabel("value")
+    return fig
+
+
+@interactive(
+    title="What gamma and beta let a sigmoid do",
+    alt="Histogram of the sigmoid's input after batch norm with scale gamma and shift beta, drawn over the sigmoid curve",
+    labels={"gamma": "gamma (scale)", "beta": "beta (shift)"},
+    gamma=[0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
+    beta=[-4.0, -2.0, 0.0, 2.0, 4.0],
+)
+def sigmoid_after_bn(gamma=1.0, beta=0.0):
+    """The sigmoid's input z = gamma * xhat + beta for standard-normal xhat, and how linear the sigmoid is there."""
+    from .experiments import linear_fit_r2
+
+    xhat = np.random.default_rng(0).standard_normal(5000)
+    z = gamma * xhat + beta
+    s = 0.5 * (1 + np.tanh(0.5 * z))
+    r2 = linear_fit_r2(z, s)
+    fig, ax = _frame(figsize=(6.4, 3.2))
+    grid = np.linspace(-12, 12, 200)
+    # the histogram of z, scaled to a peak of 1, on the same axes (a twin axis costs a full extra draw)
+    counts, edges = np.histogram(z, bins=80, range=(-12, 12))
+    ax.stairs(counts / counts.max(), edges, fill=True, color=PALETTE[0], alpha=0.4, label="histogram of z")
+    ax.plot(grid, 0.5 * (1 + np.tanh(0.5 * grid)), color=PALETTE[7], lw=1.5, label="sigmoid")
+    ax.plot(grid, np.clip(0.5 + grid / 4, -0.1, 1.1), "--", color="0.5", lw=1, label="tangent at 0")
+    sat = float(np.mean((s < 0.03) | (s > 0.97)))
+    ax.set_title(f"gamma {gamma:g}, beta {beta:g}: linear fit R^2 = {r2:.3f}, saturated {100 * sat:.0f}%", fontsize=11)
+    ax.set_xlabel("sigmoid input z = gamma x-hat + beta")
+    ax.set_ylabel("sigmoid(z)")
+    ax.set_ylim(-0.1, 1.1)
+    ax.set_xlim(-12, 12)
+    ax.legend(loc="upper left", fontsize=9)
+    return fig
+
+
+def variance_cancellation(ratios, sweep):
+    """Relative error of the float32 variance against mean/std: one pass, plain two pass, bnlib."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for key, label, colour in (("one_pass", "one pass: E[x^2] - E[x]^2", PALETTE[1]),
+                               ("two_pass", "two pass (numpy, float32 mean)", PALETTE[4]),
+                               ("bnlib", "bnlib: corrected two pass", PALETTE[0])):
+        ax.loglog(ratios, np.maximum(sweep[key], 1e-9), "o-", color=colour, label=label)
+    ax.axhline(1.0, color="0.5", ls=":", lw=1)
+    ax.text(ratios[0], 1.3, "100% error", fontsize=9, color="0.4")
+    ax.set_xlabel("mean / standard deviation of the data")
+    ax.set_ylabel("relative error of the variance")
+    ax.legend(fontsize=9)
+    return fig
+
+
+# ------------------------------------------------------------------------------ chapter 3
+
+
+@interactive(
+    title="The gradient with constant statistics against the true gradient",
+    alt="Scatter plot of each input-gradient entry computed with mean and variance treated as constants against the true gradient entry",
+    labels={"batch_size": "batch size"},
+    batch_size=[2, 4, 8, 16, 32, 64, 256],
+    eps=[1e-5, 1e-2, 1.0],
+)
+def gradient_error_scatter(batch_size=8, eps=1e-5):
+    """Each entry of dx: the constant-statistics version (y) against the true one (x)."""
+    from . import functional as F
+
+    rng = np.random.default_rng(0)
+    features = max(1, 512 // batch_size)
+    x = rng.standard_normal((batch_size, features))
+    dy = rng.standard_normal((batch_size, features))
+    _, _, _, cache = F.batch_norm_train_forward(x, None, None, eps)
+    true, _, _ = F.batch_norm_backward(dy, cache)
+    wrong, _, _ = F.batch_norm_backward_constant_stats(dy, x, None, eps)
+    error = np.linalg.norm(wrong - true) / np.linalg.norm(true)
+    fig, ax = _frame(figsize=(5.2, 4.0), left=0.14, bottom=0.13)
+    lim = float(np.abs(np.concatenate([true.ravel(), wrong.ravel()])).max()) * 1.05 + 1e-12
+    ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=1, label="equal")
+    ax.plot(true.ravel(), wrong.ravel(), ".", color=PALETTE[1], ms=4, alpha=0.6, label="entries of dx")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlabel("true dx (full backward)")
+    ax.set_ylabel("dx with mean, var constant")
+    ax.set_title(f"N = {batch_size}, eps = {eps:g}: relative error {error:.2f}")
+    ax.legend(fontsize=9, loc="upper left")
+    return fig
+
+
+def constant_stats_error_plot(batch_sizes, errors):
+    """Median relative error of the constant-statistics gradient against batch size, with sqrt(2/(N-2))."""
+    plt = _plt()
+    n = np.asarray(batch_sizes, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.loglog(n, errors, "o", color=PALETTE[1], ms=7, label="measured (median of trials)")
+    fine = np.geomspace(max(3, n.min()), n.max(), 100)
+    ax.loglog(fine, np.sqrt(2 / (fine - 2)), "-", color=PALETTE[0], label="sqrt(2 / (N - 2))")
+    ax.loglog(fine, np.sqrt(2 / fine), ":", color="0.4", label="sqrt(2 / N)")
+    ax.set_xlabel("batch size N")
+    ax.set_ylabel("relative error of dx")
+    ax.legend(fontsize=9)
+    return fig
+
+
+def timing_boxplot(times: dict, title: str):
+    """Box plot of repeated timings in milliseconds, one box per method."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    names = list(times)
+    ax.boxplot([times[k] * 1e3 for k in names], vert=False, widths=0.5)
+    ax.set_yticks(range(1, len(names) + 1), names)
+    ax.set_xlabel("time per call (ms)")
+    ax.set_title(title)
+    return fig
+
+
+# ------------------------------------------------------------------------------ chapter 4
+
+TRUE_MEAN, TRUE_STD = 3.0, 2.0
+
+
+@interactive(
+    title="Running estimates converging to the true statistics",
+    alt="Running mean and running variance of one feature after each training step, next to the true mean and variance",
+    labels={"batch_size": "batch size", "steps": "training steps"},
+    momentum=[0.01, 0.1, 0.5],
+    batch_size=[2, 8, 32, 128],
+    steps=[10, 100, 1000],
+)
+def running_estimates_plot(momentum=0.1, batch_size=8, steps=100):
+    """Running mean and variance (PyTorch convention) of N(3, 2^2) data over training steps."""
+    from .experiments import running_estimates
+
+    trace = running_estimates(momentum, batch_size, steps, mean=TRUE_MEAN, std=TRUE_STD)
+    fig, (ax1, ax2) = _frame(2, figsize=(8, 3.2), left=0.08, bottom=0.16)
+    t = np.arange(steps + 1)
+    for ax, run, batch, true, name in ((ax1, trace.running_mean, trace.batch_means, TRUE_MEAN, "mean"),
+                                       (ax2, trace.running_var, trace.batch_vars, TRUE_STD**2, "variance")):
+        ax.plot(t[1:], batch, ".", color="0.6", ms=3, label=f"batch {name}")
+        ax.plot(t, run, color=PALETTE[0], lw=2, label=f"running {name}")
+        ax.axhline(true, color=PALETTE[1], ls="--", lw=1.5, label=f"true {name}")
+        ax.set_xlabel("training step")
+        ax.set_title(f"{name}: final estimate {run[-1]:.2f} (true {true:g})", fontsize=10)
+    ax1.legend(fontsize=8, loc="lower right")
+    ax2.set_ylim(0, 3 * TRUE_STD**2)
+    return fig
+
+
+@interactive(
+    title="Train-mode and eval-mode outputs of the same batch",
+    alt="Scatter plot of eval-mode outputs against train-mode outputs for one batch, after a number of training steps",
+    labels={"batch_size": "batch size", "steps": "training steps"},
+    momentum=[0.01, 0.1, 0.5],
+    batch_size=[2, 8, 32, 128],
+    steps=[10, 100, 1000],
+)
+def train_eval_gap(momentum=0.1, batch_size=8, steps=100):
+    """After ``steps`` training batches, one more batch through the layer in train and in eval mode."""
+    from .layers import BatchNorm
+
+    rng = np.random.default_rng(1)
+    layer = BatchNorm(1, momentum=momentum)
+    for _ in range(steps):
+        layer(rng.normal(TRUE_MEAN, TRUE_STD, size=(batch_size, 1)))
+    x = rng.normal(TRUE_MEAN, TRUE_STD, size=(max(batch_size, 2), 1))
+    y_train = layer(x)  # (this also updates the estimates once more; irrelevant for the picture)
+    layer.eval()
+    y_eval = layer(x)
+    ideal = (x - TRUE_MEAN) / TRUE_STD
+    gap = float(np.sqrt(np.mean((y_eval - y_train) ** 2)))
+    fig, ax = _frame(figsize=(5.6, 3.8), left=0.14, bottom=0.14)
+    ax.plot([-3, 3], [-3, 3], color="0.6", lw=1, label="equal")
+    ax.plot(y_train[:, 0], y_eval[:, 0], "o", color=PALETTE[0], ms=6, label="eval vs train output")
+    ax.plot(y_train[:, 0], ideal[:, 0], "x", color=PALETTE[1], ms=6, label="(x - true mean) / true std")
+    ax.set_xlim(-3, 3)
+    ax.set_ylim(-3, 3)
+    ax.set_xlabel("train-mode output (batch statistics)")
+    ax.set_ylabel("eval-mode output")
+    ax.set_title(f"m = {momentum:g}, N = {batch_size}, {steps} steps: RMS gap {gap:.2f}", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def ema_weights(momenta=(0.5, 0.1, 0.01, 0.001), horizon=3000):
+    """Weight of the k-th most recent batch in the running estimate, per momentum (weight of the new batch)."""
+    from .experiments import effective_window
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    k = np.arange(horizon)
+    for m, colour in zip(momenta, PALETTE):
+        window = effective_window(m)
+        ax.loglog(k + 1, m * (1 - m) ** k, color=colour,
+                  label=f"PyTorch {m:g} = Keras {1 - m:g}: 90% of the weight in {window:.0f} batches")
+    ax.set_ylim(1e-6, 1)
+    ax.set_xlabel("age of the batch (1 = the newest)")
+    ax.set_ylabel("weight in the running estimate")
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def running_variance_conventions(batch_sizes, bias):
+    """What each running estimator converges to, relative to the true variance, against batch size."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    m = np.asarray(batch_sizes, dtype=float)
+    series = (("unbiased_var", "running unbiased variance (PyTorch)", PALETTE[0], "o-"),
+              ("biased_var", "running biased variance (Keras)", PALETTE[4], "s-"),
+              ("moving_std", "running standard deviation, squared", PALETTE[1], "^-"))
+    for key, label, colour, style in series:
+        ax.semilogx(m, bias[key], style, color=colour, label=label)
+    ax.semilogx(m, (m - 1) / m, ":", color="0.4", label="(m - 1) / m")
+    ax.axhline(1, color="0.6", lw=1)
+    ax.set_xlabel("batch size m")
+    ax.set_ylabel("converged estimate / true variance")
+    ax.set_ylim(0, 1.15)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def chained_ratio_plot(results: dict):
+    """Eval/train output spread after each of L chained BatchNorm layers, per batch size, with theory."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for (m, ratios), colour in zip(results.items(), PALETTE):
+        layers = np.arange(1, len(ratios) + 1)
+        ax.plot(layers, ratios, "o", color=colour, label=f"batch {m}: measured")
+        ax.plot(layers, ((m - 1) / m) ** (layers / 2), "-", color=colour, lw=1, label=f"batch {m}: ((m-1)/m)^(L/2)")
+    ax.set_xlabel("number of chained BatchNorm layers L")
+    ax.set_ylabel("eval / train output spread")
+    ax.legend(fontsize=8, ncol=2)
+    return fig

@@ -28,6 +28,8 @@ def _drop_thebe(app, config):
         for listener in list(listeners):
             if getattr(listener.handler, "__module__", "").startswith("sphinx_thebe"):
                 app.disconnect(listener.id)
+    # its stylesheet was registered at set-up; without the (disconnected) static path it would be a 404
+    app.registry.css_files[:] = [(name, attrs) for name, attrs in app.registry.css_files if "thebe" not in name]
 
 
 def _add_static(app):
