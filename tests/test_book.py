@@ -72,3 +72,48 @@ def test_each_notebook_page_has_a_download_button(built):
     for page in ("book/ch01_why_normalize.html", "book/intro.html"):
         text = (HTML / page).read_text()
         assert ".ipynb" in text and "download" in text.lower(), page
+
+
+def _chapters():
+    import json
+
+    out = {}
+    for nb in sorted((HTML.parent.parent / "book").glob("ch*.ipynb")):
+        out[nb.stem] = json.loads(nb.read_text())
+    return out
+
+
+def test_every_chapter_has_figures_an_interactive_figure_exercises_and_self_checks():
+    chapters = _chapters()
+    assert len(chapters) >= 4
+    for name, nb in chapters.items():
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        text = "".join("".join(c["source"]) for c in nb["cells"])
+        static = sum(1 for c in code for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+        interactive = sum("viz.explore(" in "".join(c["source"]) for c in code)
+        assert static + interactive >= 3, f"{name}: {static} figures + {interactive} interactive"
+        assert interactive >= 1, name
+        assert "## Exercises" in text and "## Summary" in text and "Learning goals" in text, name
+        solutions = [c for c in code if "hide-input" in c.get("metadata", {}).get("tags", [])]
+        checks = [c for c in code if "".join(c["source"]).startswith("# Self-check")]
+        assert solutions and len(checks) >= len(solutions), name
+
+
+def test_figures_with_captions_have_alt_text():
+    for name, nb in _chapters().items():
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {}).get("mystnb", {})
+            if "figure" in meta:
+                assert meta["figure"].get("caption") and meta.get("image", {}).get("alt"), (name, meta)
+
+
+def test_jupyterlab_has_the_widget_manager():
+    # what makes `jupyter lab` show live widgets after the README set-up
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    jupyter = Path(sys.executable).parent / "jupyter"
+    out = subprocess.run([str(jupyter), "labextension", "list"], capture_output=True, text=True)
+    listing = out.stdout + out.stderr
+    assert "@jupyter-widgets/jupyterlab-manager" in listing and "enabled" in listing and "OK" in listing, listing
