@@ -171,10 +171,10 @@ class BatchNormCache(NamedTuple):
     mean). Arrays have the (A, C, B) view shape, ``shape`` the input's.
     """
 
-    centered: np.ndarray  # (A, C, B)
-    offset: np.ndarray  # (1, C, 1)
-    inv_std: np.ndarray  # (1, C, 1): 1 / sqrt(var + eps)
-    gamma: np.ndarray | None  # (1, C, 1) or None (no scale)
+    centered: np.ndarray  # (A, C, B), or (A, C) when B == 1
+    offset: np.ndarray  # per channel, shaped to broadcast against ``centered``
+    inv_std: np.ndarray  # per channel: 1 / sqrt(var + eps)
+    gamma: np.ndarray | None  # per channel, or None (no scale)
     batch_stats: bool  # True: mean/var came from this batch and depend on x
     shape: tuple  # the input's shape
     axis: int  # the feature axis of the input
@@ -186,25 +186,33 @@ class BatchNormCache(NamedTuple):
 
 
 def _view3d(x: np.ndarray, axis: int) -> np.ndarray:
-    """``x`` as a contiguous (A, C, B) array: A = sizes before the feature axis, B = after."""
+    """``x`` as a contiguous (A, C, B) array (A = sizes before the feature axis, B = after), or as
+    (A, C) when B == 1: per-channel vectors then broadcast along the contiguous last axis, which is
+    twice as fast as along a middle axis with an inner loop of length 1."""
     a = int(np.prod(x.shape[:axis], dtype=np.int64))
     b = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
-    return np.ascontiguousarray(x).reshape(a, x.shape[axis], b)
+    x = np.ascontiguousarray(x)
+    return x.reshape(a, x.shape[axis]) if b == 1 else x.reshape(a, x.shape[axis], b)
+
+
+def _per_channel(v, like: np.ndarray):
+    """A per-channel vector shaped to broadcast against a view from :func:`_view3d`."""
+    return np.reshape(v, (-1,) if like.ndim == 2 else (1, -1, 1))
 
 
 def _channel_sum(x3: np.ndarray) -> np.ndarray:
-    """Per-channel sum of an (A, C, B) array, as matrix-vector products (BLAS, multithreaded)."""
+    """Per-channel sum of an (A, C[, B]) view, as matrix-vector products (BLAS, multithreaded)."""
+    if x3.ndim == 2:
+        return np.ones(x3.shape[0], dtype=x3.dtype) @ x3
     a, c, b = x3.shape
-    if b == 1:
-        return np.ones(a, dtype=x3.dtype) @ x3.reshape(a, c)
     rows = x3.reshape(a * c, b) @ np.ones(b, dtype=x3.dtype)
     return np.ones(a, dtype=x3.dtype) @ rows.reshape(a, c)
 
 
 def _channel_dot(u3: np.ndarray, v3: np.ndarray) -> np.ndarray:
     """Per-channel sum of ``u3 * v3`` without materializing the product."""
-    if u3.shape[2] == 1:
-        return np.einsum("ac,ac->c", u3[:, :, 0], v3[:, :, 0])
+    if u3.ndim == 2:
+        return np.einsum("ac,ac->c", u3, v3)
     return np.einsum("acb,acb->c", u3, v3)
 
 
@@ -217,28 +225,27 @@ def _batch_moments(x3: np.ndarray):
     subtracting its square gives the variance with no cancellation. Returns
     ``(centered, mean0, correction, var, count)``; the mean is ``mean0 + correction``.
     """
-    a, c, b = x3.shape
-    n = a * b
+    n = x3.size // x3.shape[1]
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN/inf batch is rejected by the caller
-        mean0 = (_channel_sum(x3) / n).astype(x3.dtype, copy=False).reshape(1, c, 1)
+        mean0 = _per_channel((_channel_sum(x3) / n).astype(x3.dtype, copy=False), x3)
         centered = x3 - mean0
-        correction = (_channel_sum(centered) / n).reshape(1, c, 1)
-        var = _channel_dot(centered, centered).reshape(1, c, 1) / n - np.square(correction)
+        correction = _per_channel(_channel_sum(centered) / n, x3)
+        var = _per_channel(_channel_dot(centered, centered), x3) / n - np.square(correction)
     np.maximum(var, 0, out=var)
     return centered, mean0, correction, var, n
 
 
-def _vector(v, dtype):
-    return None if v is None else np.asarray(v).astype(dtype, copy=False).reshape(1, -1, 1)
+def _vector(v, dtype, like):
+    return None if v is None else _per_channel(np.asarray(v).astype(dtype, copy=False), like)
 
 
 def _affine(x3, offset, inv_std, gamma, beta, dtype):
     """``y = (x3 - offset) * inv_std * gamma + beta`` as ``x3 * scale + shift``: two passes."""
-    g = _vector(gamma, dtype)
-    scale = inv_std if g is None else g * inv_std
+    g = _vector(gamma, dtype, x3)
+    scale = (inv_std if g is None else g * inv_std).astype(dtype, copy=False)
     shift = -offset * scale
     if beta is not None:
-        shift = shift + _vector(beta, dtype)
+        shift = shift + _vector(beta, dtype, x3)
     y = x3 * scale
     y += shift.astype(dtype, copy=False)
     return y, g
@@ -253,8 +260,8 @@ def batch_norm_forward(x, mean, var, gamma=None, beta=None, eps=1e-5, *, axis=1)
     axis = _checks.normalize_axis(axis, x.ndim)
     x3 = _view3d(x, axis)
     dtype = x.dtype
-    offset = _vector(mean, dtype)
-    inv_std = (1.0 / np.sqrt(_vector(var, np.float64) + eps)).astype(dtype)
+    offset = _vector(mean, dtype, x3)
+    inv_std = (1.0 / np.sqrt(_vector(var, np.float64, x3) + eps)).astype(dtype)
     y, g = _affine(x3, offset, inv_std, gamma, beta, dtype)
     return y.reshape(x.shape), BatchNormCache(x3, offset, inv_std, g, False, x.shape, axis)
 
@@ -293,16 +300,19 @@ def batch_norm_backward(dy, cache: BatchNormCache):
     """
     centered, offset, inv_std, g, batch_stats, shape, axis = cache
     dy3 = _view3d(dy, axis)
-    dbeta = _channel_sum(dy3).reshape(1, -1, 1)
-    dgamma = inv_std * (_channel_dot(dy3, centered).reshape(1, -1, 1) - offset * dbeta)
+    dbeta = _per_channel(_channel_sum(dy3), dy3)
+    dgamma = inv_std * (_per_channel(_channel_dot(dy3, centered), dy3) - offset * dbeta)
     a = inv_std if g is None else g * inv_std
-    dx = dy3 * a
-    if batch_stats:
-        n = centered.shape[0] * centered.shape[2]
-        b = -a * inv_std * dgamma / n
-        c = -a * dbeta / n - offset * b
-        dx += centered * b
-        dx += c
+    if not batch_stats:
+        return (dy3 * a).reshape(shape), dgamma.reshape(-1), dbeta.reshape(-1)
+    n = centered.size // centered.shape[1]
+    # dx = a * (dy + (b/a) * centered + c/a): four in-place passes over one new array, no temporaries
+    b_over_a = -inv_std * dgamma / n
+    c_over_a = -dbeta / n - offset * b_over_a
+    dx = np.multiply(centered, b_over_a.astype(dy3.dtype, copy=False))
+    dx += dy3
+    dx += c_over_a.astype(dy3.dtype, copy=False)
+    dx *= a.astype(dy3.dtype, copy=False)
     return dx.reshape(shape), dgamma.reshape(-1), dbeta.reshape(-1)
 
 
