@@ -38,7 +38,7 @@ import numbers
 import os
 import time
 
-__all__ = ["PALETTE", "use_style", "explore", "Explorer", "static_mode", "figure_to_png"]
+__all__ = ["PALETTE", "use_style", "explore", "Explorer", "static_mode", "figure_to_png", "compact_png"]
 
 #: Okabe & Ito's colour-blind-safe palette (black first, then the eight hues)
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -89,6 +89,17 @@ def figure_to_png(fig, dpi=None) -> bytes:
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+def compact_png(png: bytes, colors: int = 128) -> bytes:
+    """Re-encode a PNG with a palette of ``colors`` (median cut): about a third of the bytes for line
+    art, with no visible change. Used for the frames embedded in the HTML book (tens per figure)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _check_value(name, value):
@@ -216,7 +227,8 @@ class Explorer:
     def to_html(self) -> str:
         """Self-contained HTML: native controls, every frame as PNG data, a few lines of script."""
         uid = "bnx-" + hashlib.sha1(repr((self.title, self.grid)).encode()).hexdigest()[:10]
-        frames = ["data:image/png;base64," + base64.b64encode(self.render(**combo)).decode() for combo in self.combinations()]
+        frames = ["data:image/png;base64," + base64.b64encode(compact_png(self.render(**combo))).decode()
+                  for combo in self.combinations()]
         controls = []
         for name, values in self.grid.items():
             cid = f"{uid}-{name}"
