@@ -15,7 +15,14 @@ from .module import Module
 from .nn import SoftmaxCrossEntropy
 from .optim import SGD
 
-__all__ = ["History", "fit", "accuracy", "evaluate", "recalibrate"]
+__all__ = ["History", "fit", "accuracy", "evaluate", "recalibrate", "at_rounding"]
+
+
+def at_rounding(value, floor=1e-12) -> str:
+    """Format a difference that should be rounding error: "< 1e-12" when it is (its exact digits
+    change from run to run with multithreaded BLAS), else the value, so a real discrepancy shows."""
+    value = float(value)
+    return f"< {floor:.0e}" if abs(value) < floor else f"{value:.1e}"
 
 
 class History(NamedTuple):

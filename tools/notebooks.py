@@ -71,10 +71,28 @@ def convert(source: Path, out: Path) -> None:
     nbformat.write(nb, out)
 
 
+def _coalesce_streams(outputs):
+    """Merge consecutive stream outputs of the same name: how prints are split into messages depends
+    on timing, and the stored notebook must not."""
+    merged = []
+    for out in outputs:
+        if merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream" \
+                and merged[-1].get("name") == out.get("name"):
+            merged[-1]["text"] = merged[-1]["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
 def execute(path: Path) -> float:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    # outputs that are measurements (timings), tagged nbval-ignore-output: kept from the stored notebook
+    # while the cell's source is unchanged, so re-running does not churn the file (the book build
+    # re-measures them anyway)
+    volatile = {cell.source: cell.outputs for cell in nb.cells
+                if cell.cell_type == "code" and "nbval-ignore-output" in cell.metadata.get("tags", []) and cell.outputs}
     env_backup = os.environ.pop("BNBOOK_STATIC_HTML", None)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     start = time.perf_counter()
@@ -89,6 +107,15 @@ def execute(path: Path) -> float:
     for i, cell in enumerate(nb.cells):
         cell.id = f"c{i:03d}"
         cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        if cell.source in volatile:
+            cell.outputs = volatile[cell.source]
+        cell.outputs = _coalesce_streams(cell.outputs)
+        for k, out in enumerate(cell.outputs):
+            view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view:  # a random id per run; the stored notebook carries no widget state anyway
+                view["model_id"] = f"{cell.id}-{k}"
     nbformat.write(nb, path)
     return elapsed
 
