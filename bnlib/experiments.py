@@ -15,7 +15,7 @@ from .module import Module
 from .nn import SoftmaxCrossEntropy
 from .optim import SGD
 
-__all__ = ["History", "fit", "accuracy", "evaluate", "recalibrate", "at_rounding"]
+__all__ = ["History", "fit", "accuracy", "train_mode_accuracy", "evaluate", "recalibrate", "at_rounding"]
 
 
 def at_rounding(value, floor=1e-12) -> str:
@@ -42,6 +42,23 @@ def predict(model: Module, x, *, batch_size=None):
     if batch_size is None:
         return model(x)
     return np.concatenate([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def train_mode_accuracy(model: Module, x, y, batch_size) -> float:
+    """Accuracy with batch norm left in TRAINING mode, in batches of ``batch_size`` (the common
+    mistake of forgetting ``model.eval()``). Only full batches are scored; every BatchNorm's running
+    statistics and counter are restored afterwards, and the model is left in eval mode."""
+    norms = [m for m in _walk(model) if isinstance(m, BatchNorm) and m.track_running_stats]
+    saved = [(m.running_mean.copy(), m.running_var.copy(), m.num_batches_tracked) for m in norms]
+    n = len(x) - len(x) % batch_size
+    model.train()
+    try:
+        logits = np.concatenate([model(x[i : i + batch_size]) for i in range(0, n, batch_size)])
+    finally:
+        for m, (rm, rv, count) in zip(norms, saved):
+            m.running_mean[:], m.running_var[:], m.num_batches_tracked = rm, rv, count
+        model.eval()
+    return float((logits.argmax(axis=1) == y[:n]).mean())
 
 
 def evaluate(model: Module, x, y) -> tuple[float, float]:
@@ -339,11 +356,7 @@ def recalibration_study(*, momentum=0.01, epochs=3, lr=0.1, batch_size=64, seed=
     before_err = stat_error()
     model.eval()
     before = accuracy(model, data.x_test, data.y_test)
-    model.train()
-    saved = [(m.running_mean.copy(), m.running_var.copy(), m.num_batches_tracked) for m in norms]
-    train_acc = accuracy(model, data.x_test, data.y_test)
-    for m, (rm, rv, n) in zip(norms, saved):  # the train-mode pass must not move the estimates
-        m.running_mean[:], m.running_var[:], m.num_batches_tracked = rm, rv, n
+    train_acc = train_mode_accuracy(model, data.x_test, data.y_test, len(data.x_test))
     recalibrate(model, data.x_train)
     after = accuracy(model, data.x_test, data.y_test)
     after_err = stat_error()
@@ -359,3 +372,107 @@ def _eval_layer(layer, h):
         return layer(h)
     finally:
         layer.train(was)
+
+
+# ------------------------------------------------------------------------------ chapter 5: small batches
+
+DISTRIBUTIONS = {
+    # name: (sampler of standardized values, kurtosis mu4 / sigma^4)
+    "normal": (lambda rng, size: rng.standard_normal(size), 3.0),
+    "uniform": (lambda rng, size: rng.uniform(-np.sqrt(3), np.sqrt(3), size), 1.8),
+    "laplace": (lambda rng, size: rng.laplace(0, 1 / np.sqrt(2), size), 6.0),
+    "exponential": (lambda rng, size: rng.exponential(1.0, size) - 1.0, 9.0),
+}
+
+
+class BatchNoise(NamedTuple):
+    means: np.ndarray  # (trials,) batch means
+    variances: np.ndarray  # (trials,) unbiased batch variances
+    std_of_mean: float  # measured
+    std_of_var: float  # measured
+    theory_std_of_mean: float  # 1 / sqrt(m)
+    theory_std_of_var: float  # sqrt((kurtosis - (m - 3) / (m - 1)) / m)
+
+
+def batch_stat_noise(batch_size, distribution="normal", *, trials=4000, seed=0) -> BatchNoise:
+    """Spread of the batch mean and batch variance of unit-variance data over many batches.
+
+    Theory: the mean of m values has standard deviation 1/sqrt(m); the unbiased variance has variance
+    (kurtosis - (m-3)/(m-1)) / m, so heavy tails (large kurtosis) make it far noisier than the mean.
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution: expected one of {sorted(DISTRIBUTIONS)}, got {distribution!r}")
+    if batch_size < 2:
+        raise ValueError(f"batch_size: expected at least 2, got {batch_size}")
+    sampler, kurtosis = DISTRIBUTIONS[distribution]
+    x = sampler(np.random.default_rng(seed), (trials, batch_size))
+    means, variances = x.mean(axis=1), x.var(axis=1, ddof=1)
+    m = batch_size
+    return BatchNoise(means, variances, float(means.std()), float(variances.std()), 1 / np.sqrt(m),
+                      float(np.sqrt((kurtosis - (m - 3) / (m - 1)) / m)))
+
+
+def _norm_arm(norm):
+    """``None``, "batch", "layer", "group" (8 groups) or "ghost-K" (batch norm over virtual batches of K)."""
+    if norm is None or norm in ("batch", "layer"):
+        return norm, {}
+    if norm == "group":
+        return "group", {"num_groups": 8}
+    if isinstance(norm, str) and norm.startswith("ghost-"):
+        return "batch", {"virtual_batch_size": int(norm.split("-", 1)[1])}
+    raise ValueError(f"norm: expected None, 'batch', 'layer', 'group' or 'ghost-K', got {norm!r}")
+
+
+class SweepResult(NamedTuple):
+    settings: list  # one dict per run
+    final_test_accuracy: np.ndarray  # eval mode
+    train_mode_test_accuracy: np.ndarray  # the test set in training mode, in batches of the training size
+    final_train_loss: np.ndarray
+    final_test_loss: np.ndarray
+    diverged: np.ndarray
+    curves: list  # per run: History
+
+
+def normalization_sweep(batch_sizes, norms=(None, "batch", "layer", "group"), *, seeds=(0, 1, 2), epochs=3,
+                        lr_per_32=0.05, widths=(64, 64, 64), data=None, progress=None):
+    """Train the same MLP with each normalization and batch size, several seeds.
+
+    The learning rate follows the linear scaling rule, ``lr_per_32 * batch_size / 32``, so that every
+    batch size takes comparable steps per example seen; all arms see the same number of epochs.
+    Architecture, initialization (per seed) and learning rate are identical between normalizations;
+    only the normalization layer changes. Returns a :class:`SweepResult` in the order
+    batch size x norm x seed.
+    """
+    from .data import load_digits
+    from .nn import mlp
+
+    data = data or load_digits()
+    settings, acc, train_mode_acc, train_loss, test_loss, diverged, curves = [], [], [], [], [], [], []
+    total = len(batch_sizes) * len(norms) * len(seeds)
+    for b in batch_sizes:
+        for norm in norms:
+            for seed in seeds:
+                kind, kwargs = _norm_arm(norm)
+                model = mlp([data.x_train.shape[1], *widths, 10], norm=kind, rng=seed, **kwargs)
+                history = fit(model, data, epochs=epochs, lr=lr_per_32 * b / 32, batch_size=b, seed=seed)
+                settings.append({"batch_size": b, "norm": norm or "none", "seed": seed})
+                curves.append(history)
+                diverged.append(history.diverged)
+                acc.append(history.test_accuracy[-1] if history.test_accuracy else np.nan)
+                train_loss.append(history.train_loss[-1] if history.train_loss else np.nan)
+                test_loss.append(history.test_loss[-1] if history.test_loss else np.nan)
+                tm = train_mode_accuracy(model, data.x_test, data.y_test, max(b, 2)) if not history.diverged else np.nan
+                train_mode_acc.append(tm)
+                if progress:
+                    progress(len(settings), total)
+    return SweepResult(settings, np.array(acc), np.array(train_mode_acc), np.array(train_loss),
+                       np.array(test_loss), np.array(diverged), curves)
+
+
+def summarize(result: SweepResult, key: str, by=("batch_size", "norm")):
+    """Mean and standard deviation over seeds of ``result.<key>``, grouped by the given settings."""
+    values = getattr(result, key)
+    groups = {}
+    for setting, value in zip(result.settings, values):
+        groups.setdefault(tuple(setting[k] for k in by), []).append(value)
+    return {k: (float(np.mean(v)), float(np.std(v))) for k, v in groups.items()}

@@ -425,3 +425,109 @@ def chained_ratio_plot(results: dict):
     ax.set_ylabel("eval / train output spread")
     ax.legend(fontsize=8, ncol=2)
     return fig
+
+
+# ------------------------------------------------------------------------------ chapter 5
+
+NORM_COLOURS = {"none": PALETTE[7], "batch": PALETTE[0], "layer": PALETTE[1], "group": PALETTE[2]}
+
+
+@interactive(
+    title="The noise of batch statistics",
+    alt="Histograms of the batch mean and of the batch variance over many batches, with the theoretical spread",
+    labels={"batch_size": "batch size"},
+    batch_size=[2, 4, 8, 16, 32, 64, 256],
+    distribution=["normal", "uniform", "laplace", "exponential"],
+)
+def batch_noise(batch_size=16, distribution="normal"):
+    """Batch means and unbiased batch variances of unit-variance data, over 2,000 batches."""
+    from .experiments import batch_stat_noise
+
+    r = batch_stat_noise(batch_size, distribution, trials=2000)
+    fig, (ax1, ax2) = _frame(2, figsize=(8, 3.2), left=0.08, bottom=0.16)
+    ax1.hist(r.means, bins=60, range=(-2, 2), color=PALETTE[0], alpha=0.7)
+    ax2.hist(r.variances, bins=60, range=(0, 4), color=PALETTE[1], alpha=0.7)
+    for ax, centre, measured, theory, name in ((ax1, 0.0, r.std_of_mean, r.theory_std_of_mean, "mean"),
+                                               (ax2, 1.0, r.std_of_var, r.theory_std_of_var, "variance")):
+        for sign in (-1, 1):
+            ax.axvline(centre + sign * theory, color="0.2", ls="--", lw=1)
+        ax.axvline(centre, color="0.2", lw=1)
+        ax.set_title(f"batch {name}: spread {measured:.2f} (theory {theory:.2f})", fontsize=10)
+        ax.set_xlabel(f"batch {name}")
+        ax.set_yticks([])
+    ax1.set_ylabel(f"{distribution}, m = {batch_size}")
+    return fig
+
+
+def noise_vs_batch_size(batch_sizes, results: dict):
+    """Measured and theoretical spread of batch mean and variance against batch size, per distribution."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    m = np.asarray(batch_sizes, dtype=float)
+    for (name, rows), colour in zip(results.items(), PALETTE):
+        ax1.loglog(m, [r.std_of_mean for r in rows], "o", color=colour, label=name)
+        ax2.loglog(m, [r.std_of_var for r in rows], "o", color=colour, label=name)
+        ax2.loglog(m, [r.theory_std_of_var for r in rows], "-", color=colour, lw=1)
+    ax1.loglog(m, 1 / np.sqrt(m), "-", color="0.3", lw=1, label="1 / sqrt(m)")
+    ax1.set_title("spread of the batch mean")
+    ax2.set_title("spread of the batch variance (lines: theory)")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("batch size m")
+    ax1.set_ylabel("standard deviation (data std = 1)")
+    ax1.legend(fontsize=8)
+    return fig
+
+
+def accuracy_vs_batch_size(result, wu_he: dict):
+    """Left: our test accuracy by batch size and normalization (mean and spread over seeds).
+    Right: Wu & He (2018)'s ImageNet validation error of ResNet-50 by images per GPU."""
+    from .experiments import summarize
+
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.5))
+    summary = summarize(result, "final_test_accuracy")
+    sizes = sorted({s["batch_size"] for s in result.settings})
+    for norm in dict.fromkeys(s["norm"] for s in result.settings):
+        mean = np.array([summary[(b, norm)][0] for b in sizes])
+        std = np.array([summary[(b, norm)][1] for b in sizes])
+        ax1.errorbar(sizes, 100 * mean, yerr=100 * std, fmt="o-", capsize=3, color=NORM_COLOURS.get(norm), label=norm)
+    ax1.set_xscale("log", base=2)
+    ax1.set_xticks(sizes, [str(b) for b in sizes])
+    ax1.set_ylim(0, 100)
+    ax1.set_xlabel("batch size")
+    ax1.set_ylabel("test accuracy (%), eval mode")
+    ax1.set_title("digits MLP (this book)")
+    ax1.legend(fontsize=8, loc="lower right")
+    per_gpu = wu_he["images_per_gpu"]
+    for norm in ("BN", "GN"):
+        ax2.plot(per_gpu, wu_he[norm], "o-", color=NORM_COLOURS["batch" if norm == "BN" else "group"], label=norm)
+    ax2.set_xscale("log", base=2)
+    ax2.set_xticks(per_gpu, [str(b) for b in per_gpu])
+    ax2.invert_xaxis()
+    ax2.set_xlabel("images per GPU")
+    ax2.set_ylabel("ImageNet val. error (%)")
+    ax2.set_title("ResNet-50, Wu & He 2018")
+    ax2.legend(fontsize=8)
+    return fig
+
+
+def eval_gap_vs_batch_size(result):
+    """Batch norm: test accuracy in eval mode against the same network left in training mode."""
+    from .experiments import summarize
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    sizes = sorted({s["batch_size"] for s in result.settings})
+    for key, label, colour in (("final_test_accuracy", "eval mode (running statistics)", PALETTE[0]),
+                               ("train_mode_test_accuracy", "left in training mode (batch statistics)", PALETTE[1])):
+        summary = summarize(result, key)
+        mean = np.array([summary[(b, "batch")][0] for b in sizes])
+        std = np.array([summary[(b, "batch")][1] for b in sizes])
+        ax.errorbar(sizes, 100 * mean, yerr=100 * std, fmt="o-", capsize=3, color=colour, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.set_xlabel("batch size (training and test)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=9, loc="lower right")
+    return fig
