@@ -476,3 +476,156 @@ def summarize(result: SweepResult, key: str, by=("batch_size", "norm")):
     for setting, value in zip(result.settings, values):
         groups.setdefault(tuple(setting[k] for k in by), []).append(value)
     return {k: (float(np.mean(v)), float(np.std(v))) for k, v in groups.items()}
+
+
+# ------------------------------------------------------------------------------ chapter 7: training experiments
+
+
+class CovariateShift(Module):
+    """Injects "internal covariate shift" on purpose (after Santurkar et al. 2018): in training, each
+    unit's activation is scaled and shifted by random amounts drawn anew at every step,
+    ``y = x * scale + shift`` with ``scale ~ U(1 - strength/2, 1 + strength/2)`` and
+    ``shift ~ U(-strength, strength)``; in eval it is the identity, the noise's mean. Put after a
+    BatchNorm, it makes the distribution each later layer sees change from step to step, which batch
+    norm was supposed to prevent."""
+
+    def __init__(self, width, strength=1.0, rng=None):
+        super().__init__()
+        self.width, self.strength = int(width), float(strength)
+        self.rng = np.random.default_rng(rng)
+        self._scale = None
+
+    def forward(self, x):
+        if not self.training:
+            self._scale = np.ones(self.width)
+            return x
+        self._scale = self.rng.uniform(1.0 - self.strength / 2, 1.0 + self.strength / 2, self.width)
+        return x * self._scale + self.rng.uniform(-self.strength, self.strength, self.width)
+
+    def backward(self, dy):
+        if self._scale is None:
+            raise ValueError("backward() was called before forward(): run forward on a batch first")
+        return dy * self._scale
+
+
+def build_mlp(*, norm=None, depth=4, width=64, activation="relu", gain=None, norm_position="before",
+              shift_strength=0.0, seed=0, inputs=64, classes=10, **norm_kwargs):
+    """The chapters' MLP; ``shift_strength > 0`` inserts a :class:`CovariateShift` after every norm layer."""
+    from .nn import Sequential, mlp
+
+    model = mlp([inputs] + [width] * depth + [classes], activation=activation, norm=norm, gain=gain,
+                norm_position=norm_position, rng=seed, **norm_kwargs)
+    if shift_strength and norm is not None:
+        layers, rng = [], np.random.default_rng(seed + 1000)
+        for layer in model.layers:
+            layers.append(layer)
+            if isinstance(layer, (BatchNorm,)) or type(layer).__name__ in ("LayerNorm", "GroupNorm"):
+                layers.append(CovariateShift(width, shift_strength, rng))
+        model = Sequential(*layers)
+    return model
+
+
+def train_runs(settings, *, seeds=(0, 1, 2), epochs=5, batch_size=64, data=None, progress=None):
+    """Train :func:`build_mlp` for every setting (a dict with ``lr`` and build_mlp's arguments) and seed.
+
+    Returns a list of dicts: the setting, and per seed the :class:`History`."""
+    from .data import load_digits
+
+    data = data or load_digits()
+    out = []
+    total = len(settings) * len(seeds)
+    for setting in settings:
+        setting = dict(setting)
+        lr = setting.pop("lr")
+        histories = []
+        for seed in seeds:
+            model = build_mlp(seed=seed, **setting)
+            histories.append(fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
+            if progress:
+                progress(len(out) * len(seeds) + len(histories), total)
+        out.append({"setting": {**setting, "lr": lr}, "histories": histories})
+    return out
+
+
+def final_accuracy(run) -> np.ndarray:
+    """Final eval-mode test accuracy per seed (0 for a run that diverged)."""
+    return np.array([h.test_accuracy[-1] if (h.test_accuracy and not h.diverged) else 0.0 for h in run["histories"]])
+
+
+def largest_stable_lr(runs, key="lr", threshold=0.5):
+    """The largest learning rate at which every seed finished with test accuracy above ``threshold``."""
+    stable = [r["setting"][key] for r in runs if final_accuracy(r).min() > threshold]
+    return max(stable) if stable else None
+
+
+class Smoothness(NamedTuple):
+    steps: list  # training steps at which the landscape was probed
+    loss_range: np.ndarray  # (probes,) max - min of the loss along the gradient direction
+    gradient_change: np.ndarray  # (probes,) max ||grad(w - eta g) - grad(w)|| along the same steps
+    loss: np.ndarray  # (probes,) loss at the probe point
+
+
+def smoothness_probe(*, norm=None, lr=0.05, etas=(0.25, 0.5, 1.0, 2.0, 4.0), probe_every=20, steps=200,
+                     batch_size=64, seed=0, depth=4, activation="relu", data=None):
+    """Santurkar et al.'s landscape measurements, at small scale.
+
+    Train with SGD (no momentum) and, every ``probe_every`` steps, take the current batch's gradient g
+    and move the weights to ``w - eta * lr * g`` for each eta: record the spread of the loss over those
+    points ("loss landscape") and the largest change of the gradient ("gradient predictiveness": a
+    small change means the gradient is a good guide for a step of that size). Each probe runs on a
+    copy of the model, so training itself is not disturbed.
+    """
+    import copy
+
+    from .data import load_digits
+
+    data = data or load_digits()
+    model = build_mlp(norm=norm, depth=depth, activation=activation, seed=seed)
+    loss_fn = SoftmaxCrossEntropy()
+    opt = SGD(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    probes, ranges, changes, losses = [], [], [], []
+
+    def loss_and_grad(m, xb, yb):
+        m.train()
+        loss = loss_fn(m(xb), yb)
+        m.backward(loss_fn.backward())
+        return loss, np.concatenate([getattr(mod, "d" + name).ravel() for mod, name in m.parameters()])
+
+    step = 0
+    while step < steps:
+        for xb, yb in batches(data.x_train, data.y_train, batch_size, rng=rng):
+            if step % probe_every == 0:
+                base = copy.deepcopy(model)
+                loss0, g0 = loss_and_grad(base, xb, yb)
+                moved_losses, moved_changes = [loss0], [0.0]
+                for eta in etas:
+                    trial = copy.deepcopy(base)
+                    for mod, name in trial.parameters():
+                        getattr(mod, name)[...] -= eta * lr * getattr(mod, "d" + name)
+                    loss_t, g_t = loss_and_grad(trial, xb, yb)
+                    moved_losses.append(loss_t)
+                    moved_changes.append(float(np.linalg.norm(g_t - g0)))
+                probes.append(step)
+                ranges.append(max(moved_losses) - min(moved_losses))
+                changes.append(max(moved_changes))
+                losses.append(loss0)
+            model.train()
+            loss = loss_fn(model(xb), yb)
+            model.backward(loss_fn.backward())
+            opt.step()
+            step += 1
+            if step >= steps:
+                break
+    return Smoothness(probes, np.array(ranges), np.array(changes), np.array(losses))
+
+
+def describe_setting(setting: dict) -> str:
+    """A short label for a run setting, e.g. "batch norm, shift 0.5, lr 0.1"."""
+    parts = ["batch norm" if setting.get("norm") == "batch" else (setting.get("norm") or "no norm")]
+    for key, label in (("shift_strength", "shift"), ("gain", "gain"), ("depth", "depth"),
+                       ("norm_position", "position"), ("activation", None), ("lr", "lr")):
+        if key in setting and setting[key] is not None:
+            parts.append(f"{label} {setting[key]:g}" if label and isinstance(setting[key], float) or
+                         label and isinstance(setting[key], int) else (f"{label} {setting[key]}" if label else str(setting[key])))
+    return ", ".join(parts)

@@ -531,3 +531,128 @@ def eval_gap_vs_batch_size(result):
     ax.set_ylim(0, 100)
     ax.legend(fontsize=9, loc="lower right")
     return fig
+
+
+# ------------------------------------------------------------------------------ chapter 7
+
+ARM_COLOURS = [PALETTE[7], PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3], PALETTE[4]]
+
+
+def _label(setting, keys):
+    return ", ".join(f"{k} {setting.get(k) if setting.get(k) is not None else 'none'}" for k in keys)
+
+
+def accuracy_vs_setting(runs, key, *, arms="norm", xlabel=None, logx=False):
+    """Final test accuracy (mean, and min-max over seeds as a band) against ``key``, one line per arm."""
+    from .experiments import final_accuracy
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    groups = {}
+    for r in runs:
+        groups.setdefault(r["setting"].get(arms), []).append(r)
+    for (arm, rows), colour in zip(groups.items(), ARM_COLOURS):
+        rows = sorted(rows, key=lambda r: r["setting"][key])
+        x = np.array([r["setting"][key] for r in rows], dtype=float)
+        accs = np.array([final_accuracy(r) for r in rows]) * 100
+        ax.plot(x, accs.mean(axis=1), "o-", color=colour, label=f"{arms} {arm if arm is not None else 'none'}")
+        ax.fill_between(x, accs.min(axis=1), accs.max(axis=1), color=colour, alpha=0.2)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(xlabel or key)
+    ax.set_ylabel("test accuracy (%), band: seeds")
+    ax.legend(fontsize=9)
+    return fig
+
+
+def loss_curves(runs, *, label_keys=("norm",), title=None):
+    """Training loss per epoch (mean over seeds, band: min to max), one line per run setting."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for r, colour in zip(runs, ARM_COLOURS):
+        curves = [h.train_loss for h in r["histories"]]
+        length = min(len(c) for c in curves)
+        if length == 0:
+            ax.plot([], [], color=colour, label=_label(r["setting"], label_keys) + " (diverged)")
+            continue
+        c = np.array([c[:length] for c in curves])
+        epochs = np.arange(1, length + 1)
+        ax.semilogy(epochs, c.mean(axis=0), "o-", color=colour, label=_label(r["setting"], label_keys))
+        ax.fill_between(epochs, c.min(axis=0), c.max(axis=0), color=colour, alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (log scale)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+@functools.lru_cache(maxsize=1)
+def _curve_grid():
+    """Every run behind :func:`training_curves`, trained once (about 10 s) and kept."""
+    from .experiments import train_runs
+
+    grid = TRAINING_CURVES_GRID
+    settings = [dict(lr=lr, norm=None if norm == "none" else norm, depth=depth)
+                for lr in grid["lr"] for norm in grid["norm"] for depth in grid["depth"]]
+    return {(r["setting"]["lr"], r["setting"]["norm"] or "none", r["setting"]["depth"]): r
+            for r in train_runs(settings, seeds=(0, 1, 2), epochs=6)}
+
+
+TRAINING_CURVES_GRID = dict(lr=[0.01, 0.05, 0.2, 1.0], norm=["none", "batch"], depth=[2, 6, 12])
+
+
+@interactive(
+    title="Training with and without batch norm (precomputed runs, 3 seeds)",
+    alt="Training loss and test accuracy per epoch for an MLP with or without batch norm, for one learning rate and depth",
+    labels={"lr": "learning rate", "norm": "normalization"},
+    **TRAINING_CURVES_GRID,
+)
+def training_curves(lr=0.05, norm="batch", depth=6):
+    """Training loss and test accuracy per epoch; the faint lines are the other normalization."""
+    grid = _curve_grid()
+    fig, (ax1, ax2) = _frame(2, figsize=(8, 3.2), left=0.08, bottom=0.16)
+    for arm, colour in (("none", PALETTE[1]), ("batch", PALETTE[0])):
+        run = grid[(lr, arm, depth)]
+        strong = arm == norm
+        for h in run["histories"]:
+            n = len(h.train_loss)
+            style = dict(color=colour, lw=2 if strong else 1, alpha=0.9 if strong else 0.3)
+            ax1.plot(np.arange(1, n + 1), h.train_loss, **style)
+            ax2.plot(np.arange(1, n + 1), 100 * np.array(h.test_accuracy), **style)
+            if h.diverged:
+                ax1.plot([max(n, 1)], [ax1.get_ylim()[1] if n else 3.0], "x", color=colour, ms=10)
+        ax2.plot([], [], color=colour, lw=2, label=f"{arm}{'' if strong else ' (faint)'}")
+    ax1.set_yscale("log")
+    ax1.set_ylim(1e-3, 10)
+    ax1.yaxis.set_minor_locator(_plt().NullLocator())
+    ax1.yaxis.set_major_formatter(_plt().FuncFormatter(lambda v, _: f"{v:g}"))
+    ax2.set_ylim(0, 100)
+    ax1.set_xlabel("epoch")
+    ax2.set_xlabel("epoch")
+    ax1.set_title(f"training loss, lr {lr:g}, depth {depth}", fontsize=10)
+    ax2.set_title("test accuracy (%), x: diverged", fontsize=10)
+    ax2.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def smoothness_plot(results: dict):
+    """Loss range and gradient change along the gradient direction over training, per arm."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for (arm, probes), colour in zip(results.items(), (PALETTE[1], PALETTE[0])):
+        steps = probes[0].steps
+        ranges = np.array([p.loss_range for p in probes])
+        changes = np.array([p.gradient_change for p in probes])
+        for ax, values in ((ax1, ranges), (ax2, changes)):
+            ax.semilogy(steps, values.mean(axis=0), "o-", color=colour, label=arm)
+            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.2)
+    ax1.set_title("loss variation along the gradient")
+    ax2.set_title("gradient change along the gradient")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("training step")
+    ax1.set_ylabel("max - min loss")
+    ax2.set_ylabel("max ||g(w - eta g) - g(w)||")
+    ax1.legend(fontsize=9)
+    return fig
