@@ -623,9 +623,9 @@ def smoothness_probe(*, norm=None, lr=0.05, etas=(0.25, 0.5, 1.0, 2.0, 4.0), pro
 def describe_setting(setting: dict) -> str:
     """A short label for a run setting, e.g. "batch norm, shift 0.5, lr 0.1"."""
     parts = ["batch norm" if setting.get("norm") == "batch" else (setting.get("norm") or "no norm")]
-    for key, label in (("shift_strength", "shift"), ("gain", "gain"), ("depth", "depth"),
-                       ("norm_position", "position"), ("activation", None), ("lr", "lr")):
-        if key in setting and setting[key] is not None:
-            parts.append(f"{label} {setting[key]:g}" if label and isinstance(setting[key], float) or
-                         label and isinstance(setting[key], int) else (f"{label} {setting[key]}" if label else str(setting[key])))
+    labels = {"shift_strength": "shift ", "gain": "gain ", "depth": "depth ", "norm_position": "", "activation": "", "lr": "lr "}
+    for key, label in labels.items():
+        value = setting.get(key)
+        if value is not None:
+            parts.append(label + (f"{value:g}" if isinstance(value, (int, float)) else str(value)))
     return ", ".join(parts)

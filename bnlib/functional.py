@@ -52,6 +52,7 @@ __all__ = [
     "group_norm_backward",
     "NormCache",
     "combine_moments",
+    "fold_batch_norm",
 ]
 
 
@@ -562,3 +563,32 @@ def group_norm_backward(dy, cache: NormCache, weight=None):
     dxhat = dy if w is None else dy * w
     dx = _normalize_backward(dxhat.reshape(xhat.shape), xhat, inv_std, axes)
     return dx.reshape(shape), dweight, dbias
+
+
+# --------------------------------------------------------------------------------------------
+# Folding batch norm into the layer before it (inference only)
+# --------------------------------------------------------------------------------------------
+
+
+def fold_batch_norm(weight, bias, running_mean, running_var, gamma=None, beta=None, eps=1e-5):
+    r"""Fold an eval-mode batch norm into the linear or convolution layer in front of it.
+
+    With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``BN(W x + b) = (s W) x + (s (b - mean) + beta)``.
+    ``weight`` has the output channels first: (out, in) for a linear layer, (out, in, kh, kw) for a
+    convolution (PyTorch's layouts). Returns ``(folded_weight, folded_bias)`` in float64 arithmetic.
+
+    Exact only in inference mode: in training the layer normalizes with the batch's statistics,
+    which the folded weights cannot know.
+    """
+    weight = _checks.as_float_array(weight, "weight")
+    out = weight.shape[0]
+    running_mean = _checks.check_vector(running_mean, out, "running_mean")
+    running_var = _checks.check_vector(running_var, out, "running_var")
+    gamma = np.ones(out) if gamma is None else _checks.check_vector(gamma, out, "gamma")
+    beta = np.zeros(out) if beta is None else _checks.check_vector(beta, out, "beta")
+    bias = np.zeros(out) if bias is None else _checks.check_vector(bias, out, "bias")
+    eps = _checks.check_eps(eps)
+    scale = gamma / np.sqrt(running_var + eps)
+    folded_weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+    folded_bias = (bias - running_mean) * scale + beta
+    return folded_weight.astype(weight.dtype, copy=False), folded_bias

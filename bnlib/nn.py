@@ -14,7 +14,8 @@ from . import _checks
 from .layers import BatchNorm, GroupNorm, LayerNorm
 from .module import Module
 
-__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Identity", "Sequential", "SoftmaxCrossEntropy", "mlp", "ACTIVATIONS"]
+__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Identity", "Sequential", "SoftmaxCrossEntropy", "mlp", "ACTIVATIONS",
+           "fold_linear_batch_norm"]
 
 _NOT_RUN = "backward() was called before forward(): run forward on a batch first"
 
@@ -242,3 +243,21 @@ def _make_norm(kind, width, kwargs):
     kwargs = dict(kwargs)
     groups = kwargs.pop("num_groups", 4)
     return GroupNorm(groups, width, **kwargs)
+
+
+def fold_linear_batch_norm(linear: Linear, bn: BatchNorm) -> Linear:
+    """A new Linear layer equal to ``bn(linear(x))`` with ``bn`` in eval mode (see
+    :func:`bnlib.functional.fold_batch_norm`). The inputs are not modified."""
+    from .functional import fold_batch_norm
+
+    if not isinstance(linear, Linear) or not isinstance(bn, BatchNorm):
+        raise TypeError(f"expected (Linear, BatchNorm), got ({type(linear).__name__}, {type(bn).__name__})")
+    if bn.num_features != linear.out_features or bn.running_mean is None:
+        raise ValueError(
+            f"bn: expected {linear.out_features} features with running statistics, got {bn.num_features} "
+            f"(track_running_stats={bn.track_running_stats})"
+        )
+    weight, bias = fold_batch_norm(linear.weight, linear.bias, bn.running_mean, bn.running_var, bn.gamma, bn.beta, bn.eps)
+    folded = Linear(linear.in_features, linear.out_features, bias=True)
+    folded.weight, folded.bias = weight, bias
+    return folded

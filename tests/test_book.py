@@ -83,6 +83,10 @@ def _chapters():
     return out
 
 
+# the issues ask for interactive figures in chapters 1-5 and 7; 6, 8 and 9 may be static
+NO_INTERACTIVE_REQUIRED = {"ch06_convolutions", "ch08_pytorch", "ch09_pitfalls"}
+
+
 def test_every_chapter_has_figures_an_interactive_figure_exercises_and_self_checks():
     chapters = _chapters()
     assert len(chapters) >= 4
@@ -92,7 +96,8 @@ def test_every_chapter_has_figures_an_interactive_figure_exercises_and_self_chec
         static = sum(1 for c in code for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
         interactive = sum("viz.explore(" in "".join(c["source"]) for c in code)
         assert static + interactive >= 3, f"{name}: {static} figures + {interactive} interactive"
-        assert interactive >= 1, name
+        if name not in NO_INTERACTIVE_REQUIRED:
+            assert interactive >= 1, name
         assert "## Exercises" in text and "## Summary" in text and "Learning goals" in text, name
         solutions = [c for c in code if "hide-input" in c.get("metadata", {}).get("tags", [])]
         checks = [c for c in code if "".join(c["source"]).startswith("# Self-check")]

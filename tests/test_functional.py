@@ -178,3 +178,42 @@ def test_group_norm_extremes_are_layer_norm_and_instance_norm():
     np.testing.assert_allclose(F.group_norm(x, 1), F.layer_norm(x, (4, 5, 5)), atol=1e-12)
     inst = torch.nn.functional.instance_norm(_t(x), eps=1e-5).numpy()
     np.testing.assert_allclose(F.group_norm(x, 4), inst, atol=1e-12)
+
+
+def test_fold_batch_norm_into_conv_matches_torch_eval_and_not_train():
+    rng = np.random.default_rng(7)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1).double()
+    bn = torch.nn.BatchNorm2d(5).double()
+    with torch.no_grad():
+        for _ in range(5):
+            bn(conv(torch.randn(8, 3, 6, 6, dtype=torch.float64) * 2 + 1))  # some running statistics
+        bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 2, 5)))
+        bn.bias.copy_(torch.from_numpy(rng.normal(size=5)))
+    w, b = F.fold_batch_norm(conv.weight.detach().numpy(), conv.bias.detach().numpy(), bn.running_mean.numpy(),
+                             bn.running_var.numpy(), bn.weight.detach().numpy(), bn.bias.detach().numpy(), bn.eps)
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    bn.eval()
+    with torch.no_grad():
+        reference = bn(conv(x)).numpy()
+        folded = torch.nn.functional.conv2d(x, torch.from_numpy(w), torch.from_numpy(b), padding=1).numpy()
+        bn.train()
+        train_mode = bn(conv(x)).numpy()
+    np.testing.assert_allclose(folded, reference, atol=1e-12)
+    assert np.abs(folded - train_mode).max() > 0.01  # folding is an inference-only identity
+
+
+def test_fold_linear_batch_norm_layer():
+    import bnlib
+
+    rng = np.random.default_rng(8)
+    linear, bn = bnlib.Linear(6, 4, rng=0), bnlib.BatchNorm(4)
+    for _ in range(3):
+        bn(linear(rng.normal(size=(16, 6))))
+    bn.eval()
+    folded = bnlib.nn.fold_linear_batch_norm(linear, bn)
+    x = rng.normal(size=(5, 6))
+    np.testing.assert_allclose(folded(x), bn(linear(x)), atol=1e-12)
+    with pytest.raises(ValueError, match="expected 4 features with running statistics"):
+        bnlib.nn.fold_linear_batch_norm(linear, bnlib.BatchNorm(4, track_running_stats=False))
+    with pytest.raises(ValueError, match=r"running_var: expected shape \(4,\)"):
+        F.fold_batch_norm(np.ones((4, 2)), None, np.zeros(4), np.ones(3))
