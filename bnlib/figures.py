@@ -706,3 +706,54 @@ def folding_errors(rows: dict):
     ax.axvline(1e-12, color="0.4", ls=":", lw=1)
     ax.invert_yaxis()
     return fig
+
+
+# ------------------------------------------------------------------------------ chapter 9
+
+
+def mistake_sizes(errors: dict):
+    """One bar per mistake: the size of its error (relative, log scale), the 1% line dotted."""
+    plt = _plt()
+    names = list(errors)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.0))
+    ax.barh(names, [errors[k] for k in names], color=PALETTE[1])
+    ax.set_xscale("log")
+    ax.axvline(0.01, color="0.4", ls=":", lw=1)
+    ax.set_xlabel("size of the error (relative to the correct value)")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=9)
+    return fig
+
+
+def history_curves(groups: dict, key="train_loss", ylabel="training loss", logy=True):
+    """One band (min to max over seeds) and mean line per group of Histories."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for (name, histories), colour in zip(groups.items(), (PALETTE[0], PALETTE[1], PALETTE[2])):
+        curves = np.array([getattr(h, key) for h in histories])
+        epochs = np.arange(1, curves.shape[1] + 1)
+        ax.plot(epochs, curves.mean(axis=0), "o-", color=colour, label=name)
+        ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=9)
+    return fig
+
+
+def per_channel_spread(spreads: dict):
+    """Per-channel output standard deviation for several ways of normalizing (1 is right), log scale."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    names = list(spreads)
+    channels = len(next(iter(spreads.values())))
+    width = 0.8 / len(names)
+    for k, (name, colour) in enumerate(zip(names, (PALETTE[0], PALETTE[1], PALETTE[4]))):
+        ax.bar(np.arange(channels) + (k - (len(names) - 1) / 2) * width, spreads[name], width, color=colour, label=name)
+    ax.axhline(1.0, color="0.3", ls="--", lw=1)
+    ax.set_yscale("log")
+    ax.set_xticks(range(channels), [f"channel {c + 1}" for c in range(channels)])
+    ax.set_ylabel("output std per channel")
+    ax.legend(fontsize=8)
+    return fig

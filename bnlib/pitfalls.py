@@ -1,0 +1,134 @@
+"""The common batch-norm mistakes, each as a small experiment that returns the size of the error.
+
+Chapter 9 calls these next to the correct versions; the tests check the numbers the chapter states.
+Every function here implements a mistake ON PURPOSE; none of it is for use in a model.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import functional as F
+from .layers import BatchNorm
+
+__all__ = ["forgot_sqrt", "mean_over_all_elements", "ConstantStatsBatchNorm", "mixed_momentum",
+           "one_pass_nan", "divide_by_variance", "keras_batch_of_one"]
+
+
+def forgot_sqrt(x, eps=1e-5):
+    """``(x - mean) / (var + eps)`` (no square root) against the correct normalization.
+
+    Returns ``(correct_std, wrong_std)`` per feature: the wrong output's spread is
+    ``sqrt(var) / (var + eps)``, about ``1 / std``, so it is 1 only for data that already had unit variance."""
+    mean, var = F.moments(x, (0,))
+    correct = (x - mean) / np.sqrt(var + eps)
+    wrong = (x - mean) / (var + eps)
+    return correct.std(axis=0), wrong.std(axis=0)
+
+
+def mean_over_all_elements(x, eps=1e-5):
+    """One mean and variance over the whole (N, C) batch instead of one per feature.
+
+    Returns ``(per_feature_mean, per_feature_std)`` of the wrong output (the correct ones are 0 and 1)."""
+    wrong = (x - x.mean()) / np.sqrt(x.var() + eps)
+    return wrong.mean(axis=0), wrong.std(axis=0)
+
+
+class ConstantStatsBatchNorm(BatchNorm):
+    """A BatchNorm whose training-mode backward treats the batch mean and variance as constants:
+    ``dx = gamma * dy / sqrt(var + eps)``. The forward pass and dgamma, dbeta are correct."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)  # sets dgamma, dbeta (correct) and validates dy
+        if not self.training:
+            return dx
+        (_, cache), = self._cache
+        scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
+        view = F._view3d(dy, cache.axis)
+        return (view * scale).reshape(cache.shape)
+
+
+class MomentumMixup(NamedTuple):
+    estimates_right: np.ndarray  # final running mean per seed, PyTorch momentum 0.01 (= Keras 0.99)
+    estimates_wrong: np.ndarray  # final running mean per seed, PyTorch momentum 0.99 (Keras' number)
+    true_mean: float
+
+
+def mixed_momentum(*, seeds=range(20), steps=500, batch_size=8, mean=3.0, std=2.0):
+    """The spread of the running mean when Keras' momentum 0.99 is passed to a PyTorch-convention layer."""
+    right, wrong = [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        a, b = BatchNorm(1, momentum=0.01), BatchNorm(1, momentum=0.99)
+        for _ in range(steps):
+            x = rng.normal(mean, std, size=(batch_size, 1))
+            a(x), b(x)
+        right.append(a.running_mean[0])
+        wrong.append(b.running_mean[0])
+    return MomentumMixup(np.array(right), np.array(wrong), mean)
+
+
+def one_pass_nan(mean_over_std=1e4, n=4096, features=64, seed=0):
+    """Share of features for which the one-pass float32 variance is negative, so that
+    ``sqrt(var + eps)`` is NaN (with eps = 1e-5)."""
+    x = (mean_over_std + np.random.default_rng(seed).standard_normal((n, features))).astype(np.float32)
+    var = F.one_pass_variance(x, (0,))
+    with np.errstate(invalid="ignore"):
+        inv = 1 / np.sqrt(var + np.float32(1e-5))
+    return float(np.mean(np.isnan(inv))), float(var.min())
+
+
+def divide_by_variance(x, mean, variance, eps=1e-3):
+    """What ``tf.nn.batch_normalization`` computes, ``(x - mean) / sqrt(variance + eps)``, against the
+    misreading ``(x - mean) / variance``. Returns ``(correct, misread)``."""
+    return (x - mean) / np.sqrt(variance + eps), (x - mean) / variance
+
+
+def keras_batch_of_one(steps=200, seed=0):
+    """A Keras-convention BatchNorm trained on batches of ONE example (Keras raises no error).
+
+    Returns ``(train_outputs, moving_variance_trace, eval_output_std)``: every training output equals
+    beta, the moving variance decays towards 0 (each batch's variance is 0), and eval outputs blow up."""
+    rng = np.random.default_rng(seed)
+    layer = BatchNorm.keras(1, axis=1)
+    outputs, trace = [], []
+    for _ in range(steps):
+        outputs.append(layer(rng.normal(3.0, 2.0, size=(1, 1)))[0, 0])
+        trace.append(layer.running_var[0])
+    layer.eval()
+    eval_out = layer(rng.normal(3.0, 2.0, size=(1000, 1)))
+    return np.array(outputs), np.array(trace), float(eval_out.std())
+
+
+def with_constant_stats_backward(model):
+    """A copy of ``model`` whose BatchNorm layers use the constant-statistics backward."""
+    import copy
+
+    from .nn import Sequential
+
+    layers = []
+    for layer in model.layers:
+        if type(layer) is BatchNorm:
+            wrong = ConstantStatsBatchNorm(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+            wrong.gamma, wrong.beta = layer.gamma.copy(), layer.beta.copy()
+            layers.append(wrong)
+        else:
+            layers.append(copy.deepcopy(layer))
+    return Sequential(*layers)
+
+
+def train_wrong_backward(*, seeds=(0, 1, 2), epochs=8, lr=0.05, batch_size=16, depth=4):
+    """Final test accuracy and training loss per epoch, correct against constant-statistics backward."""
+    from .data import load_digits
+    from .experiments import build_mlp, fit
+
+    data = load_digits()
+    out = {"correct": [], "constant statistics": []}
+    for seed in seeds:
+        model = build_mlp(norm="batch", depth=depth, seed=seed)
+        wrong = with_constant_stats_backward(model)
+        out["correct"].append(fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
+        out["constant statistics"].append(fit(wrong, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
+    return out
