@@ -53,6 +53,7 @@ __all__ = [
     "NormCache",
     "combine_moments",
     "fold_batch_norm",
+    "sync_moments",
 ]
 
 
@@ -592,3 +593,25 @@ def fold_batch_norm(weight, bias, running_mean, running_var, gamma=None, beta=No
     folded_weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
     folded_bias = (bias - running_mean) * scale + beta
     return folded_weight.astype(weight.dtype, copy=False), folded_bias
+
+
+def sync_moments(x, all_reduce, *, axis=1):
+    """Batch mean and biased variance over the union of every process's batch, as a synchronized
+    batch norm computes them, from this process's part ``x`` and an ``all_reduce``.
+
+    ``all_reduce(array)`` must return the elementwise sum of ``array`` over all processes (for example
+    ``torch.distributed.all_reduce`` wrapped to work on NumPy arrays). Two rounds, each moving one small
+    vector per channel, never the data: first the counts and sums give the global mean; then each process
+    contributes ``M2 + n * (mean_local - mean_global)^2`` (Chan et al.'s combination, see
+    :func:`combine_moments`), whose sum is the global M2. Returns ``(mean, var, count)``.
+    """
+    x = _checks.as_float_array(x)
+    axis = _checks.normalize_axis(axis, x.ndim)
+    axes = reduction_axes(x.ndim, axis)
+    n = _count(x, axes)
+    local_mean, local_var = _moments(x.astype(np.float64), axes)
+    local_mean, local_var = local_mean.reshape(-1), local_var.reshape(-1)
+    first = np.asarray(all_reduce(np.concatenate([[float(n)], n * local_mean])), dtype=np.float64)
+    count, mean = first[0], first[1:] / first[0]
+    m2 = np.asarray(all_reduce(n * local_var + n * np.square(local_mean - mean)), dtype=np.float64)
+    return mean, m2 / count, int(round(count))

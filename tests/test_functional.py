@@ -217,3 +217,48 @@ def test_fold_linear_batch_norm_layer():
         bnlib.nn.fold_linear_batch_norm(linear, bnlib.BatchNorm(4, track_running_stats=False))
     with pytest.raises(ValueError, match=r"running_var: expected shape \(4,\)"):
         F.fold_batch_norm(np.ones((4, 2)), None, np.zeros(4), np.ones(3))
+
+
+class _SimulatedGroup:
+    """Runs one function per simulated process in threads; all_reduce sums across them (a barrier)."""
+
+    def __init__(self, size):
+        import threading
+
+        self.size, self.barrier, self.lock = size, threading.Barrier(size), threading.Lock()
+        self.total = None
+
+    def all_reduce(self, array):
+        with self.lock:
+            self.total = np.array(array, dtype=float) if self.total is None else self.total + array
+        self.barrier.wait()
+        result = self.total.copy()
+        self.barrier.wait()
+        with self.lock:
+            self.total = None
+        self.barrier.wait()
+        return result
+
+
+@given(seed=seeds, parts=st.integers(1, 4))
+def test_sync_moments_equals_single_batch_statistics(seed, parts):
+    import threading
+
+    rng = np.random.default_rng(seed)
+    shards = [rng.normal(rng.normal() * 5, rng.uniform(0.5, 3), size=(int(rng.integers(1, 6)), 3, 2, 2)) for _ in range(parts)]
+    group, results = _SimulatedGroup(parts), [None] * parts
+
+    def worker(k):
+        results[k] = F.sync_moments(shards[k], group.all_reduce)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(parts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    whole = np.concatenate(shards)
+    mean, var = F.moments(whole, (0, 2, 3))
+    for got_mean, got_var, count in results:
+        assert count == whole.size // 3
+        np.testing.assert_allclose(got_mean, mean, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got_var, var, rtol=1e-10, atol=1e-12)
