@@ -95,7 +95,7 @@ LABELS_CH1 = {"gain": "weight gain", "batch_norm": "batch norm"}
     title="Activations per layer at initialization",
     alt="Histograms of the activation values of each hidden layer of a deep MLP at initialization",
     labels=LABELS_CH1,
-    **{**GRID_CH1, "gain": [0.5, 1.0, 5 / 3, 3.0]},
+    **GRID_CH1,
 )
 def activation_histograms(activation="tanh", gain=5 / 3, depth=5, batch_norm=False):
     """Histogram of each hidden layer's activations (one line per layer, darker = deeper)."""
@@ -314,13 +314,15 @@ def timing_boxplot(times: dict, title: str):
 TRUE_MEAN, TRUE_STD = 3.0, 2.0
 
 
+GRID_CH4 = dict(momentum=[0.01, 0.1, 0.5], batch_size=[2, 8, 32, 128], steps=[10, 100, 1000])
+LABELS_CH4 = {"batch_size": "batch size", "steps": "training steps"}
+
+
 @interactive(
     title="Running estimates converging to the true statistics",
     alt="Running mean and running variance of one feature after each training step, next to the true mean and variance",
-    labels={"batch_size": "batch size", "steps": "training steps"},
-    momentum=[0.01, 0.1, 0.5],
-    batch_size=[2, 8, 32, 128],
-    steps=[10, 100, 1000],
+    labels=LABELS_CH4,
+    **GRID_CH4,
 )
 def running_estimates_plot(momentum=0.1, batch_size=8, steps=100):
     """Running mean and variance (PyTorch convention) of N(3, 2^2) data over training steps."""
@@ -344,10 +346,8 @@ def running_estimates_plot(momentum=0.1, batch_size=8, steps=100):
 @interactive(
     title="Train-mode and eval-mode outputs of the same batch",
     alt="Scatter plot of eval-mode outputs against train-mode outputs for one batch, after a number of training steps",
-    labels={"batch_size": "batch size", "steps": "training steps"},
-    momentum=[0.01, 0.1, 0.5],
-    batch_size=[2, 8, 32, 128],
-    steps=[10, 100, 1000],
+    labels=LABELS_CH4,
+    **GRID_CH4,
 )
 def train_eval_gap(momentum=0.1, batch_size=8, steps=100):
     """After ``steps`` training batches, one more batch through the layer in train and in eval mode."""
@@ -774,4 +774,18 @@ def bandwidth_plot(results: dict):
     ax.set_xlabel("tensor size (MB)")
     ax.set_ylabel("achieved bandwidth (GB/s)")
     ax.legend(fontsize=8)
+    return fig
+
+
+def bars(values: dict, *, xlabel, reference=None, reference_label=None):
+    """Horizontal bars, one per entry, with an optional dashed reference line."""
+    plt = _plt()
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.2))
+    ax.barh(names, [values[k] for k in names], color=PALETTE[1])
+    if reference is not None:
+        ax.axvline(reference, color=PALETTE[0], ls="--", lw=2, label=reference_label)
+        ax.legend(fontsize=9, loc="lower left")
+    ax.set_xlabel(xlabel)
+    ax.invert_yaxis()
     return fig

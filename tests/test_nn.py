@@ -9,13 +9,19 @@ from bnlib import experiments
 from bnlib.data import load_digits
 
 
-def test_linear_matches_torch():
-    rng = np.random.default_rng(0)
-    layer = bnlib.Linear(4, 3, rng=1)
-    ref = torch.nn.Linear(4, 3).double()
+def _torch_twin(layer):
+    """A float64 torch.nn.Linear with the same weights as a bnlib Linear."""
+    ref = torch.nn.Linear(layer.in_features, layer.out_features).double()
     with torch.no_grad():
         ref.weight.copy_(torch.from_numpy(layer.weight))
         ref.bias.copy_(torch.from_numpy(layer.bias))
+    return ref
+
+
+def test_linear_matches_torch():
+    rng = np.random.default_rng(0)
+    layer = bnlib.Linear(4, 3, rng=1)
+    ref = _torch_twin(layer)
     x, dy = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
     tx = torch.from_numpy(x.copy()).requires_grad_()
     ty = ref(tx)
@@ -68,10 +74,7 @@ def test_cross_entropy_bad_labels():
 def test_sgd_matches_torch_with_momentum_and_weight_decay():
     rng = np.random.default_rng(3)
     layer = bnlib.Linear(3, 2, rng=0)
-    ref = torch.nn.Linear(3, 2).double()
-    with torch.no_grad():
-        ref.weight.copy_(torch.from_numpy(layer.weight))
-        ref.bias.copy_(torch.from_numpy(layer.bias))
+    ref = _torch_twin(layer)
     opt = bnlib.SGD(layer.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     topt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
     weight_ref = layer.weight  # updated in place: references the user holds stay valid
