@@ -2,7 +2,8 @@
 
 One update is what happens when a reader moves a control in Jupyter: compute, draw, encode the PNG.
 Each figure is warmed up once (imports, the data set), then every combination of its grid is timed
-once, in grid order. The goal is a median under 150 ms per figure on the 2-core reference machine;
+once, in grid order. A figure backed by precomputed training runs (training_curves) trains them all
+in its warm-up, about 10 s, as it does on its first display in Jupyter; its updates are redraws. The goal is a median under 150 ms per figure on the 2-core reference machine;
 the sum over all frames is also what the book build spends on interactive figures.
 Results are printed and written to benchmarks/results/bench_figures.json (override with --out).
 
