@@ -339,18 +339,14 @@ def recalibration_study(*, momentum=0.01, epochs=3, lr=0.1, batch_size=64, seed=
     data = load_digits(seed=seed)
     model = mlp([64] + [width] * depth + [10], norm="batch", momentum=momentum, rng=seed)
     fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    norms = [m for m in _walk(model) if isinstance(m, BatchNorm)]
 
     def stat_error():
-        model.train()
-        errors = []
-        h = data.x_train
+        """Mean |running mean - exact mean| at each BatchNorm's input, the network run in eval mode."""
+        errors, h = [], data.x_train
         for layer in model.layers:
             if isinstance(layer, BatchNorm):
                 errors.append(np.abs(layer.running_mean - h.mean(axis=0)).mean())
-                h = _eval_layer(layer, h)
-            else:
-                h = _eval_layer(layer, h)
+            h = _eval_layer(layer, h)
         return float(np.mean(errors))
 
     before_err = stat_error()
@@ -611,7 +607,7 @@ def smoothness_probe(*, norm=None, lr=0.05, etas=(0.25, 0.5, 1.0, 2.0, 4.0), pro
                 changes.append(max(moved_changes))
                 losses.append(loss0)
             model.train()
-            loss = loss_fn(model(xb), yb)
+            loss_fn(model(xb), yb)
             model.backward(loss_fn.backward())
             opt.step()
             step += 1

@@ -676,7 +676,6 @@ def normalization_groups(n=4, c=6, positions=4, groups=2):
         "instance norm: per sample and channel": ni * c + ci,
         f"group norm ({groups} groups): per sample and group": ni * groups + ci // (c // groups),
     }
-    colours = ListedColormap((PALETTE[:7] * 8)[: n * c])
     fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
     for ax, (title, ids) in zip(axes, layouts.items()):
         image = ids.reshape(n, c * positions)
@@ -689,7 +688,6 @@ def normalization_groups(n=4, c=6, positions=4, groups=2):
         ax.set_xticks([positions * k + (positions - 1) / 2 for k in range(c)], [f"C{k + 1}" for k in range(c)], fontsize=8)
         ax.set_yticks(range(n), [f"N{k + 1}" for k in range(n)], fontsize=8)
         ax.grid(False)
-    del colours
     return fig
 
 

@@ -5,7 +5,6 @@ Needs Debian's chromium (``apt-get install -y chromium``, as root); ``python3 de
 when it can. Set ``BNBOOK_SKIP_BROWSER=1`` to skip these tests on a machine without it.
 """
 
-import hashlib
 import os
 from pathlib import Path
 from urllib.parse import urlparse
