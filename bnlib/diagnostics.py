@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import functools
+
 import numpy as np
 
 from .layers import BatchNorm, GroupNorm, LayerNorm
 from .nn import Linear, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh
 
-__all__ = ["LayerReport", "layer_report", "saturated_fraction", "GDPath", "gradient_descent_2d"]
+__all__ = ["LayerReport", "layer_report", "saturated_fraction", "digits_batch", "init_report", "GDPath",
+           "gradient_descent_2d"]
 
 #: what counts as saturated: the slope of the activation is below about 6% of its maximum
 SATURATION = {"tanh": 0.97, "sigmoid": (0.03, 0.97)}
@@ -61,6 +64,27 @@ def layer_report(model, x, y, *, activation: str) -> LayerReport:
             grads.append(float(np.linalg.norm(layer.dweight)))
             weights.append(float(np.linalg.norm(layer.weight)))
     return LayerReport(acts, sat, dead, grads, weights, loss)
+
+
+@functools.lru_cache(maxsize=None)
+def digits_batch(n=256, seed=0):
+    """The first ``n`` standardized training images of the digits (flattened) and their labels."""
+    from .data import load_digits
+
+    data = load_digits(seed=seed)
+    return data.x_train[:n], data.y_train[:n]
+
+
+@functools.lru_cache(maxsize=16)  # a report keeps every layer's activations (~2 MB at depth 10)
+def init_report(activation, gain, depth, batch_norm, width=100) -> LayerReport:
+    """:func:`layer_report` of ``mlp([64] + [width] * depth + [10])`` at initialization (seed 0) on
+    :func:`digits_batch`. Cached: chapter 1 and its two interactive figures ask for the same networks."""
+    from .nn import mlp
+
+    x, y = digits_batch()
+    model = mlp([64] + [width] * depth + [10], activation=activation, norm="batch" if batch_norm else None,
+                gain=gain, rng=0)
+    return layer_report(model, x, y, activation=activation)
 
 
 def has_norm(model) -> bool:

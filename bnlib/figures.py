@@ -14,8 +14,6 @@ import functools
 import numpy as np
 
 from . import diagnostics
-from .data import load_digits
-from .nn import mlp
 from .viz import PALETTE
 
 __all__ = ["REGISTRY", "interactive", "quadratic_paths", "activation_histograms", "layer_diagnostics"]
@@ -52,12 +50,6 @@ def _frame(ncols=1, figsize=(6.4, 3.4), **adjust):
     return fig, axes
 
 
-@functools.lru_cache(maxsize=None)
-def _digits_batch(n=256, seed=0):
-    data = load_digits(seed=seed)
-    return data.x_train[:n], data.y_train[:n]
-
-
 # ------------------------------------------------------------------------------ chapter 1
 
 
@@ -81,12 +73,6 @@ def quadratic_paths(scales=(1.0, 10.0), steps=100):
     return fig
 
 
-def _report(activation, gain, depth, batch_norm):
-    x, y = _digits_batch()
-    model = mlp([64] + [100] * depth + [10], activation=activation, norm="batch" if batch_norm else None, gain=gain, rng=0)
-    return diagnostics.layer_report(model, x, y, activation=activation)
-
-
 GRID_CH1 = dict(activation=["tanh", "sigmoid", "relu"], gain=[0.5, 1.0, 5 / 3, 3.0], depth=[5, 10], batch_norm=[False, True])
 LABELS_CH1 = {"gain": "weight gain", "batch_norm": "batch norm"}
 
@@ -99,7 +85,7 @@ LABELS_CH1 = {"gain": "weight gain", "batch_norm": "batch norm"}
 )
 def activation_histograms(activation="tanh", gain=5 / 3, depth=5, batch_norm=False):
     """Histogram of each hidden layer's activations (one line per layer, darker = deeper)."""
-    report = _report(activation, gain, depth, batch_norm)
+    report = diagnostics.init_report(activation, gain, depth, batch_norm)
     fig, ax = _frame()
     cmap = _plt().get_cmap("viridis")
     ranges = {"tanh": (-1, 1), "sigmoid": (0, 1), "relu": (0, None)}
@@ -127,7 +113,7 @@ def layer_diagnostics(activation="tanh", gain=5 / 3, depth=5, batch_norm=False):
     """Left: saturated (tanh/sigmoid) or zero (ReLU) share per layer. Right: ||dL/dW|| per layer."""
     fig, (ax1, ax2) = _frame(2, figsize=(8, 3.2), left=0.08, bottom=0.16)
     for bn, colour in ((False, PALETTE[1]), (True, PALETTE[0])):
-        report = _report(activation, gain, depth, bn)
+        report = diagnostics.init_report(activation, gain, depth, bn)
         layers = np.arange(1, depth + 1)
         style = dict(color=colour, marker="o", lw=2.5 if bn == batch_norm else 1, alpha=1 if bn == batch_norm else 0.35,
                      label="with BN" if bn else "without BN")
@@ -786,4 +772,45 @@ def bars(values: dict, *, xlabel, reference=None, reference_label=None):
         ax.legend(fontsize=9, loc="lower left")
     ax.set_xlabel(xlabel)
     ax.invert_yaxis()
+    return fig
+
+
+def gradient_summary(cases=(("sigmoid", 1.0), ("tanh", 0.5), ("relu", 3.0)), depth=10):
+    """Weight-gradient norm per linear layer at initialization, without and with batch norm, per case."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(cases), figsize=(10, 3.2), sharey=True)
+    for ax, (activation, gain) in zip(axes, cases):
+        for bn, colour in ((False, PALETTE[1]), (True, PALETTE[0])):
+            g = diagnostics.init_report(activation, gain, depth, bn).grad_norms
+            ax.semilogy(np.arange(1, len(g) + 1), g, "o-", color=colour, label="with BN" if bn else "without BN")
+        ax.set_title(f"{activation}, gain {gain:g}")
+        ax.set_xlabel("linear layer")
+    axes[0].set_ylabel("||dL/dW||")
+    axes[0].legend()
+    return fig
+
+
+def scale_commute(scale=2.0):
+    """relu(g z) against g relu(z), and tanh(g z) against g tanh(z)."""
+    plt = _plt()
+    z = np.linspace(-3, 3, 200)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, (name, act) in zip(axes, [("relu", lambda v: np.maximum(v, 0)), ("tanh", np.tanh)]):
+        ax.plot(z, act(scale * z), color=PALETTE[0], lw=3, label=f"{name}({scale:g}z)")
+        ax.plot(z, scale * act(z), "--", color=PALETTE[1], label=f"{scale:g} {name}(z)")
+        ax.set_xlabel("z")
+        ax.set_title(name)
+        ax.legend(fontsize=9)
+    return fig
+
+
+def trace_plot(trace, *, reference, reference_label, label, ylabel, xlabel="training step"):
+    """One quantity per training step on a log scale, with a dashed reference level."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    ax.semilogy(np.arange(1, len(trace) + 1), trace, color=PALETTE[1], label=label)
+    ax.axhline(reference, color=PALETTE[0], ls="--", label=reference_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=9)
     return fig

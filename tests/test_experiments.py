@@ -97,3 +97,12 @@ def test_recalibration_fixes_lagging_statistics():
     assert r.mean_error_after < 0.01 < r.mean_error_before
     assert r.eval_accuracy_after > r.eval_accuracy_before
     assert r.eval_accuracy_after == pytest.approx(r.train_mode_accuracy, abs=0.01)
+
+
+def test_init_report_is_cached_and_matches_a_fresh_report():
+    a = diagnostics.init_report("tanh", 1.0, 3, True)
+    assert diagnostics.init_report("tanh", 1.0, 3, True) is a
+    x, y = diagnostics.digits_batch()
+    fresh = diagnostics.layer_report(bnlib.mlp([64, 100, 100, 100, 10], activation="tanh", norm="batch", gain=1.0, rng=0),
+                                     x, y, activation="tanh")
+    np.testing.assert_allclose(a.grad_norms, fresh.grad_norms)
