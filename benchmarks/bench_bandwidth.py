@@ -2,7 +2,7 @@
 
 For each tensor size: the median time of BatchNorm2d forward+backward and of ``out.copy_(x)``, and the
 achieved bandwidth of each, counting the minimum traffic (batch norm: read x, write y; read x and dy,
-write dx = 5 tensor sizes; copy: 2 sizes). Runs on the device bnlib.torch_tools.select_device() picks
+write dx = 5 tensor sizes; copy: 2 sizes). Runs on the device bnbook.torch_tools.select_device() picks
 (set BNBOOK_DEVICE to override). Writes JSON with the device name, date and versions to
 benchmarks/results/bandwidth-<device type>.json, or to --out.
 
@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from bnlib import torch_tools
+from bnbook import torch_tools
 
 
 def main(argv=None):

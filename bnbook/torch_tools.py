@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import functional as F
+from bnlib import functional as F
 
 __all__ = ["select_device", "device_report", "small_cnn", "train_cnn", "fold_conv_bn", "fold_sequential",
            "median_time", "sync_bn_demo", "bandwidth_sweep"]
