@@ -88,7 +88,32 @@ def build_book(strict=True):
     cmd = [BIN / "jupyter-book", "build", ".", "--keep-going"]
     if strict:
         cmd.append("-W")  # warnings are errors
-    result = run(cmd)
+    # BNBOOK_BASE_URL (the published address, e.g. https://you.github.io/bn-book/; empty = unset) is the one
+    # setting for the canonical links: it becomes _config.yml's html.baseurl (Sphinx's html_baseurl) in a
+    # copy of _config.yml beside it (Jupyter Book resolves local_extensions from the config's folder),
+    # passed with --config and removed after the build.
+    base_url = os.environ.get("BNBOOK_BASE_URL", "").strip()
+    config = None
+    if base_url:
+        import json  # a JSON string is a valid YAML scalar, quoted and escaped
+
+        lines = (ROOT / "_config.yml").read_text().splitlines()
+        at = next((i for i, line in enumerate(lines) if line.rstrip() == "html:"), None)
+        if at is None:
+            lines += ["html:", f"  baseurl: {json.dumps(base_url)}"]
+        else:
+            body = next((x for x in lines[at + 1 :] if x.strip() and not x.lstrip().startswith("#")), "  x")
+            indent = body[: len(body) - len(body.lstrip())] or "  "
+            lines.insert(at + 1, f"{indent}baseurl: {json.dumps(base_url)}")
+        config = ROOT / "_config.baseurl.yml"
+        config.write_text("\n".join(lines) + "\n")
+        cmd += ["--config", config]
+        log(f"canonical links: html.baseurl = BNBOOK_BASE_URL = {base_url}")
+    try:
+        result = run(cmd)
+    finally:
+        if config is not None:
+            config.unlink(missing_ok=True)
     if result.returncode:
         log(f"book build FAILED after {time.perf_counter() - start:.0f} s")
         return result.returncode
@@ -103,8 +128,11 @@ def ensure_chromium():
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         log("installing Debian's chromium for the browser test (apt-get)")
         subprocess.run(["apt-get", "update", "-qq"], check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     else:
         log("chromium not found; the browser test will fail with instructions (or set BNBOOK_SKIP_BROWSER=1)")
 
@@ -112,8 +140,21 @@ def ensure_chromium():
 def test(extra):
     setup()
     ensure_chromium()
-    cmd = [PY, "-m", "pytest", "tests", "book", "--nbval", "--nbval-current-env",
-           "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider", "-ra", *extra]
+    cmd = [
+        PY,
+        "-m",
+        "pytest",
+        "tests",
+        "book",
+        "--nbval",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        "tests/nbval_sanitize.cfg",
+        "-p",
+        "no:cacheprovider",
+        "-ra",
+        *extra,
+    ]
     rc = run(cmd).returncode
     if rc == 5:
         log("pytest collected no tests: that is a failure here")

@@ -32,8 +32,11 @@ def main(argv=None):
     print(f"device {meta['device']} ({meta['name']}), torch {meta['torch']}, CUDA {meta['cuda']}", flush=True)
 
     def progress(k, total, row):
-        print(f"[{k}/{total}] {row['megabytes']:8.1f} MB: batch norm {row['bn_gbps']:7.1f} GB/s, "
-              f"copy {row['copy_gbps']:7.1f} GB/s, ratio {row['bn_gbps'] / row['copy_gbps']:.2f}", flush=True)
+        print(
+            f"[{k}/{total}] {row['megabytes']:8.1f} MB: batch norm {row['bn_gbps']:7.1f} GB/s, "
+            f"copy {row['copy_gbps']:7.1f} GB/s, ratio {row['bn_gbps'] / row['copy_gbps']:.2f}",
+            flush=True,
+        )
 
     rows = torch_tools.bandwidth_sweep(args.sizes_mb, device, repeats=args.repeats, progress=progress)
     out = args.out or os.path.join(os.path.dirname(__file__), "results", f"bandwidth-{device.type}.json")

@@ -97,8 +97,11 @@ def main(argv=None):
     if args.repeats < 3:
         parser.error(f"--repeats: expected at least 3, got {args.repeats}")
     results = []
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}, float32, "
-          f"{args.repeats} paired repeats per shape", flush=True)
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}, float32, "
+        f"{args.repeats} paired repeats per shape",
+        flush=True,
+    )
     for i, shape in enumerate(SHAPES, 1):
         print(f"[{i}/{len(SHAPES)}] shape {shape} ...", end=" ", flush=True)
         r = bench_shape(shape, args.repeats)

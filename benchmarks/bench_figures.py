@@ -44,19 +44,35 @@ def main(argv=None):
             times.append(explorer.time_update(**combo))
             print(f"\r[{i}/{len(names)}] {name}: {k}/{explorer.n_frames} frames", end="", flush=True)
         t = np.array(times) * 1e3
-        row = {"figure": name, "frames": explorer.n_frames, "median_ms": float(np.median(t)),
-               "p90_ms": float(np.percentile(t, 90)), "max_ms": float(t.max()), "total_s": float(t.sum() / 1e3)}
+        row = {
+            "figure": name,
+            "frames": explorer.n_frames,
+            "median_ms": float(np.median(t)),
+            "p90_ms": float(np.percentile(t, 90)),
+            "max_ms": float(t.max()),
+            "total_s": float(t.sum() / 1e3),
+        }
         results.append(row)
         worst = max(worst, row["median_ms"])
-        print(f"\r[{i}/{len(names)}] {name}: median {row['median_ms']:.0f} ms, p90 {row['p90_ms']:.0f} ms, "
-              f"max {row['max_ms']:.0f} ms over {row['frames']} frames ({row['total_s']:.1f} s in the build)", flush=True)
+        print(
+            f"\r[{i}/{len(names)}] {name}: median {row['median_ms']:.0f} ms, p90 {row['p90_ms']:.0f} ms, "
+            f"max {row['max_ms']:.0f} ms over {row['frames']} frames ({row['total_s']:.1f} s in the build)",
+            flush=True,
+        )
     total = sum(r["total_s"] for r in results)
     ok = worst < args.limit_ms
-    print(f"worst median {worst:.0f} ms (goal < {args.limit_ms:.0f} ms): {'OK' if ok else 'OVER'}; "
-          f"all frames together {total:.1f} s")
+    print(
+        f"worst median {worst:.0f} ms (goal < {args.limit_ms:.0f} ms): {'OK' if ok else 'OVER'}; "
+        f"all frames together {total:.1f} s"
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "matplotlib": matplotlib.__version__, "numpy": np.__version__}
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "matplotlib": matplotlib.__version__,
+        "numpy": np.__version__,
+    }
     with open(args.out, "w") as f:
         json.dump({"meta": meta, "limit_ms": args.limit_ms, "results": results}, f, indent=2)
     print(f"results written to {args.out}")

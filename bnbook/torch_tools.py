@@ -7,6 +7,7 @@ The device is CUDA when PyTorch sees a GPU, else the CPU; the environment variab
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import socket
@@ -19,8 +20,19 @@ import torch
 
 from bnlib import functional as F
 
-__all__ = ["select_device", "device_report", "small_cnn", "train_cnn", "fold_conv_bn", "fold_sequential",
-           "median_time", "sync_bn_demo", "bandwidth_sweep"]
+from . import timing
+
+__all__ = [
+    "select_device",
+    "device_report",
+    "small_cnn",
+    "train_cnn",
+    "fold_conv_bn",
+    "fold_sequential",
+    "median_time",
+    "sync_bn_demo",
+    "bandwidth_sweep",
+]
 
 
 def select_device(default=None) -> torch.device:
@@ -38,8 +50,14 @@ def device_report(device: torch.device) -> dict:
         name = torch.cuda.get_device_name(device)
     else:
         name = _cpu_model() or platform.processor() or platform.machine()
-    return {"device": str(device), "name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
+    return {
+        "device": str(device),
+        "name": name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def _cpu_model():
@@ -108,46 +126,78 @@ def train_cnn(batch_norm: bool, data, *, seed=0, epochs=5, lr=0.05, batch_size=6
 
 
 def fold_conv_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Conv2d:
-    """A new convolution equal to ``bn(conv(x))`` in eval mode (bnlib.functional.fold_batch_norm)."""
+    """A new convolution equal to ``bn(conv(x))`` in eval mode (bnlib.functional.fold_batch_norm).
+
+    The new layer keeps every setting of ``conv`` (stride, padding and its mode, dilation, groups),
+    its device and its dtype; the arithmetic is float64. Neither input is modified.
+    """
+    if not isinstance(conv, torch.nn.Conv2d) or not isinstance(bn, torch.nn.BatchNorm2d):
+        raise TypeError(f"expected (Conv2d, BatchNorm2d), got ({type(conv).__name__}, {type(bn).__name__})")
+    if bn.running_mean is None:
+        raise ValueError(
+            "bn: expected running statistics (track_running_stats=True); without them eval uses batch statistics"
+        )
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"bn: expected {conv.out_channels} features (conv.out_channels), got {bn.num_features}")
+
+    def numpy64(t):
+        return None if t is None else t.detach().to("cpu", torch.float64).numpy()
+
     weight, bias = F.fold_batch_norm(
-        conv.weight.detach().double().cpu().numpy(),
-        None if conv.bias is None else conv.bias.detach().double().cpu().numpy(),
-        bn.running_mean.double().cpu().numpy(), bn.running_var.double().cpu().numpy(),
-        bn.weight.detach().double().cpu().numpy(), bn.bias.detach().double().cpu().numpy(), bn.eps)
-    folded = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                             conv.dilation, conv.groups, bias=True)
+        numpy64(conv.weight),
+        numpy64(conv.bias),
+        numpy64(bn.running_mean),
+        numpy64(bn.running_var),
+        numpy64(bn.weight),
+        numpy64(bn.bias),
+        bn.eps,
+    )
+    folded = torch.nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
     with torch.no_grad():
         folded.weight.copy_(torch.from_numpy(weight))
         folded.bias.copy_(torch.from_numpy(bias))
-    return folded.to(conv.weight.device, conv.weight.dtype)
+    return folded
 
 
 def fold_sequential(model: torch.nn.Sequential) -> torch.nn.Sequential:
-    """Copy of ``model`` with every Conv2d followed by BatchNorm2d replaced by one folded Conv2d."""
+    """A new eval-mode ``Sequential`` with every Conv2d followed by BatchNorm2d folded into one Conv2d.
+
+    Every other module is deep-copied, so the result shares nothing with ``model`` and switching it
+    to eval mode leaves ``model`` (its dropout, its batch norms) exactly as it was.
+    """
+    if not isinstance(model, torch.nn.Sequential):
+        raise TypeError(f"model: expected a torch.nn.Sequential, got {type(model).__name__}")
     layers, modules, k = [], list(model), 0
     while k < len(modules):
-        if isinstance(modules[k], torch.nn.Conv2d) and k + 1 < len(modules) and isinstance(modules[k + 1], torch.nn.BatchNorm2d):
+        if (
+            isinstance(modules[k], torch.nn.Conv2d)
+            and k + 1 < len(modules)
+            and isinstance(modules[k + 1], torch.nn.BatchNorm2d)
+        ):
             layers.append(fold_conv_bn(modules[k], modules[k + 1]))
             k += 2
         else:
-            layers.append(modules[k])
+            layers.append(copy.deepcopy(modules[k]))
             k += 1
     return torch.nn.Sequential(*layers).eval()
 
 
 def median_time(fn, *, repeats=30, warmup=3, device=None) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls (CUDA calls are synchronized)."""
-    sync = (lambda: torch.cuda.synchronize(device)) if device is not None and device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    """Median seconds of ``fn()`` over ``repeats`` calls; CUDA work is synchronized before the clock stops."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device is not None and device.type == "cuda" else None
+    return timing.median_time(fn, repeats=repeats, warmup=warmup, sync=sync)
 
 
 # ------------------------------------------------------------------------------ across processes
@@ -176,10 +226,19 @@ def _sync_worker(rank, world_size, port, path, seed):
 
         mean, var, count = F.sync_moments(local, all_reduce)
         local_mean, local_var = F.moments(local, (0, 2, 3))
-        y_sync = F.batch_norm_forward(local, mean, var)[0]  # normalize this part with the global statistics
+        y_sync = F.batch_norm_eval(local, mean, var)[0]  # normalize this part with the global statistics
         y_local = F.batch_norm(local, None, None, training=True)
-        np.savez(f"{path}/rank{rank}.npz", mean=mean, var=var, count=count, local_mean=local_mean,
-                 local_var=local_var, y_sync=y_sync, y_local=y_local, x=x)
+        np.savez(
+            f"{path}/rank{rank}.npz",
+            mean=mean,
+            var=var,
+            count=count,
+            local_mean=local_mean,
+            local_var=local_var,
+            y_sync=y_sync,
+            y_local=y_local,
+            x=x,
+        )
     finally:
         dist.destroy_process_group()
 
@@ -209,9 +268,16 @@ def sync_bn_demo(world_size=2, seed=0) -> SyncDemo:
     full_mean, full_var = F.moments(x, (0, 2, 3))
     y_sync = np.concatenate([p["y_sync"] for p in parts])
     y_local = np.concatenate([p["y_local"] for p in parts])
-    return SyncDemo(world_size, np.array([p["local_mean"] for p in parts]), np.array([p["mean"] for p in parts]),
-                    full_mean, full_var, np.array([p["var"] for p in parts]),
-                    float(np.abs(y_sync - full).max()), float(np.abs(y_local - full).max()))
+    return SyncDemo(
+        world_size,
+        np.array([p["local_mean"] for p in parts]),
+        np.array([p["mean"] for p in parts]),
+        full_mean,
+        full_var,
+        np.array([p["var"] for p in parts]),
+        float(np.abs(y_sync - full).max()),
+        float(np.abs(y_local - full).max()),
+    )
 
 
 # ------------------------------------------------------------------------------ memory bandwidth
@@ -235,18 +301,26 @@ def bandwidth_sweep(sizes_mb, device=None, *, repeats=20, dtype=torch.float32, c
         bn = torch.nn.BatchNorm2d(channels).to(device, dtype)
         out = torch.empty_like(dy)
 
-        def bn_step():
+        def bn_step(x=x, bn=bn, dy=dy):
             x.grad = None
             bn(x).backward(dy)
 
-        def copy_step():
+        def copy_step(out=out, dy=dy):
             out.copy_(dy)
 
         nbytes = dy.numel() * dy.element_size()
         t_bn = median_time(bn_step, repeats=repeats, device=device)
         t_copy = median_time(copy_step, repeats=repeats, device=device)
-        rows.append({"megabytes": nbytes / 2**20, "shape": list(shape), "bn_seconds": t_bn, "copy_seconds": t_copy,
-                     "bn_gbps": 5 * nbytes / t_bn / 1e9, "copy_gbps": 2 * nbytes / t_copy / 1e9})
+        rows.append(
+            {
+                "megabytes": nbytes / 2**20,
+                "shape": list(shape),
+                "bn_seconds": t_bn,
+                "copy_seconds": t_copy,
+                "bn_gbps": 5 * nbytes / t_bn / 1e9,
+                "copy_gbps": 2 * nbytes / t_copy / 1e9,
+            }
+        )
         if progress:
             progress(k, len(sizes_mb), rows[-1])
     return rows

@@ -1,16 +1,19 @@
 """bnlib: batch normalization from scratch in NumPy, matching PyTorch, with Keras' conventions on request.
 
-Importing bnlib needs NumPy only. Plotting helpers (``bnlib.viz``) need matplotlib and, for live
-controls, ipywidgets; the digits loader needs scikit-learn.
+Importing bnlib needs NumPy only (the digits loader in :mod:`bnlib.data` needs scikit-learn when
+called). Modules: :mod:`~bnlib.functional` (the math), :mod:`~bnlib.layers` (state),
+:mod:`~bnlib.nn` (the layers around them), :mod:`~bnlib.optim`, :mod:`~bnlib.train`,
+:mod:`~bnlib.data`, :mod:`~bnlib.gradcheck`. The book's machinery lives in the separate ``bnbook``
+package, which imports bnlib and never the reverse.
 """
 
-from . import data, experiments, functional, gradcheck, nn, optim
+from . import data, functional, gradcheck, nn, optim, train
 from .layers import BatchNorm, GroupNorm, LayerNorm
 from .module import Module
 from .nn import Identity, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, mlp
 from .optim import SGD
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BatchNorm",
@@ -29,7 +32,7 @@ __all__ = [
     "functional",
     "nn",
     "optim",
+    "train",
     "data",
-    "experiments",
     "gradcheck",
 ]

@@ -1,4 +1,4 @@
-r"""Pure functions for batch, layer and group normalization: forward, backward, running statistics.
+r"""Pure functions for batch, layer and group normalization: statistics, forward, backward.
 
 Notation (the book's):
 
@@ -9,17 +9,26 @@ Notation (the book's):
     \hat x_i = \frac{x_i-\mu}{\sqrt{\sigma^2+\epsilon}},\qquad
     y_i = \gamma\,\hat x_i + \beta
 
-where the sums run over every axis except the feature (channel) axis, so ``m`` is the batch size
-times the spatial size. ``inv_std`` is :math:`1/\sqrt{\sigma^2+\epsilon}`.
+The three normalizations differ only in the axes the sums run over (as in flax's
+``normalization.py``): batch norm over every axis except the feature axis, layer norm over the
+trailing axes of each sample, group norm over each group of channels of each sample. So there is
+one core, :func:`normalize` and :func:`normalize_backward`, and three thin wrappers.
 
-Nothing here holds state: the layers in :mod:`bnlib.layers` keep parameters, running statistics and
-the backward cache, and call these functions. :func:`batch_norm` mirrors
-``torch.nn.functional.batch_norm`` (same signature, running buffers updated in place).
+Accuracy: statistics are accumulated in float64 whatever the input dtype, and the variance is a
+corrected two-pass one (the mean first, then the mean of squared deviations, with the rounding
+error of the mean added back). Float32 input therefore normalizes as accurately as float32 allows
+at any batch size and any mean-to-spread ratio. The textbook one-pass ``E[x^2] - E[x]^2`` is kept
+as :func:`one_pass_variance` only so the book can show how it fails.
 
-The variance is computed in two passes (mean first, then the mean of squared deviations), with the
-mean accumulated in float64 for float32 input, so data whose mean is 10^4 times its standard deviation
-normalizes as accurately in float32 as the float32 input itself allows. The one-pass formula
-``E[x^2] - E[x]^2`` is kept as :func:`one_pass_variance` only so the book can show how it fails.
+This module is the readable reference. The layers in :mod:`bnlib.layers` call
+:func:`batch_norm` (the one training path, with ``torch.nn.functional.batch_norm``'s signature)
+and :func:`batch_norm_backward`; with ``fast=True`` both run the tuned kernels of
+:mod:`bnlib._kernels` instead, which the tests check against this module.
+
+Vocabulary: the scale and shift are ``gamma`` and ``beta``; ``weight``/``bias`` appear only in the
+signatures that copy PyTorch's (:func:`batch_norm`, :func:`layer_norm`, :func:`group_norm`) and for
+the layer in front of a batch norm (:func:`fold_batch_norm`). Every backward returns
+``(dx, dgamma, dbeta)``; every forward that keeps a cache returns ``(y, cache)``.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _kernels
 
 __all__ = [
     "reduction_axes",
@@ -37,23 +46,23 @@ __all__ = [
     "unbiased",
     "update_running",
     "cumulative_momentum",
+    "combine_moments",
+    "sync_moments",
+    "NormCache",
+    "normalize",
+    "normalize_backward",
     "batch_norm",
-    "batch_norm_forward",
-    "batch_norm_train_forward",
+    "batch_norm_train",
+    "batch_norm_eval",
     "batch_norm_backward",
     "batch_norm_backward_staged",
-    "batch_norm_backward_constant_stats",
-    "BatchNormCache",
     "layer_norm",
     "layer_norm_forward",
     "layer_norm_backward",
     "group_norm",
     "group_norm_forward",
     "group_norm_backward",
-    "NormCache",
-    "combine_moments",
     "fold_batch_norm",
-    "sync_moments",
 ]
 
 
@@ -63,70 +72,124 @@ __all__ = [
 
 
 def reduction_axes(ndim: int, axis: int = 1) -> tuple[int, ...]:
-    """The axes batch norm averages over: every axis except the feature axis ``axis``."""
+    """The axes batch norm averages over: every axis except the feature axis ``axis``.
+
+    Examples::
+
+        >>> reduction_axes(4)          # (N, C, H, W): over N, H and W
+        (0, 2, 3)
+        >>> reduction_axes(4, axis=-1)  # (N, H, W, C)
+        (0, 1, 2)
+    """
     axis = _checks.normalize_axis(axis, ndim)
     return tuple(a for a in range(ndim) if a != axis)
 
 
-def _count(x: np.ndarray, axes) -> int:
-    return int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+def _centered_moments(x: np.ndarray, axes: tuple):
+    """The corrected two-pass method, in float64: returns ``(x - mean, mean, var)`` (keepdims).
 
-
-def _moments(x: np.ndarray, axes) -> tuple[np.ndarray, np.ndarray]:
-    """Corrected two-pass mean and biased variance over ``axes`` (keepdims, in ``x.dtype``)."""
-    mean0 = x.mean(axis=axes, keepdims=True)
-    centered = x - mean0
-    correction = centered.mean(axis=axes, keepdims=True)
-    var = np.mean(np.square(centered, out=centered), axis=axes, keepdims=True) - np.square(correction)
-    return mean0 + correction, np.maximum(var, 0)
+    Pass 1 takes a first mean; pass 2 sums the deviations from it and their squares. The mean of
+    the deviations is the rounding error of the first mean (tiny, and computed from numbers the
+    size of the spread, so accurately): subtracting it centres exactly, and subtracting its square
+    gives the biased variance with no cancellation.
+    """
+    x64 = x.astype(np.float64, copy=False)
+    mean0 = x64.mean(axis=axes, keepdims=True)
+    deviation = x64 - mean0
+    correction = deviation.mean(axis=axes, keepdims=True)
+    var = np.maximum(np.mean(np.square(deviation), axis=axes, keepdims=True) - np.square(correction), 0.0)
+    deviation -= correction
+    return deviation, mean0 + correction, var
 
 
 def moments(x, axes) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and biased variance of ``x`` over ``axes`` (two passes, numerically stable).
+    """Mean and biased variance of ``x`` over ``axes``, accumulated in float64.
 
-    Returns arrays with the reduced axes removed, in the dtype of ``x``.
+    Args:
+        x: float32 or float64 array.
+        axes: the axes to reduce (an int or a tuple of ints).
+
+    Returns:
+        ``(mean, var)``: float64 arrays with the reduced axes removed.
+
+    Examples::
+
+        >>> mean, var = moments(np.array([[1.0, 10.0], [3.0, 30.0]]), 0)
+        >>> mean.tolist(), var.tolist()
+        ([2.0, 20.0], [1.0, 100.0])
     """
     x = _checks.as_float_array(x)
-    axes = tuple(axes)
-    mean, var = _moments(x, axes)
+    axes = _checks.normalize_axes(axes, x.ndim)
+    if not axes:
+        raise ValueError("axes: expected at least one axis to reduce, got none")
+    _, mean, var = _centered_moments(x, axes)
     return np.squeeze(mean, axis=axes), np.squeeze(var, axis=axes)
 
 
 def one_pass_variance(x, axes) -> np.ndarray:
-    """``E[x^2] - E[x]^2`` computed in the dtype of ``x``.
+    """``E[x^2] - E[x]^2`` computed in the dtype of ``x``: the textbook shortcut.
 
-    This is the textbook shortcut that loses every significant digit when the mean is large
-    compared with the spread (catastrophic cancellation). bnlib never uses it; the book does,
-    to measure the damage.
+    It cancels catastrophically when the mean is large compared with the spread (and can come out
+    negative). bnlib never uses it; the book does, to measure the damage.
+
+    Examples::
+
+        >>> x = (1e4 + np.random.default_rng(0).standard_normal((4096, 1))).astype(np.float32)
+        >>> bool(abs(one_pass_variance(x, 0)[0] - 1.0) > 0.5)   # true variance about 1
+        True
     """
     x = _checks.as_float_array(x)
-    axes = tuple(axes)
+    axes = _checks.normalize_axes(axes, x.ndim)
     return np.mean(x * x, axis=axes) - np.square(np.mean(x, axis=axes))
 
 
 def unbiased(var, count: int) -> np.ndarray:
-    """Bessel's correction: the biased variance of ``count`` values times ``count/(count-1)``."""
+    """Bessel's correction: the biased variance of ``count`` values times ``count / (count - 1)``.
+
+    Examples::
+
+        >>> float(unbiased(1.0, 2))
+        2.0
+    """
+    count = _checks.check_positive_int(count, "count")
     if count < 2:
         raise ValueError(f"count: expected at least 2 values for an unbiased variance, got {count}")
-    return var * (count / (count - 1))
+    return np.asarray(var) * (count / (count - 1))
 
 
 def update_running(running: np.ndarray, batch_value, momentum: float) -> None:
     """In place: ``running = (1 - momentum) * running + momentum * batch_value``.
 
     ``momentum`` is the weight of the NEW value (PyTorch's convention). Keras calls the weight of
-    the OLD value momentum; pass ``1 - keras_momentum`` to use this function with Keras numbers.
+    the OLD value momentum: Keras' 0.99 is 0.01 here.
+
+    Examples::
+
+        >>> running = np.zeros(2)
+        >>> update_running(running, np.array([1.0, 2.0]), 0.1)
+        >>> running.tolist()
+        [0.1, 0.2]
     """
+    momentum = _checks.check_momentum(momentum, allow_none=False)
+    _checks.check_buffer(running, np.shape(running)[0] if np.ndim(running) == 1 else -1, "running")
+    batch_value = np.asarray(batch_value, dtype=np.float64)
+    if batch_value.shape != running.shape:
+        raise ValueError(f"batch_value: expected shape {running.shape} (the running buffer's), got {batch_value.shape}")
     running *= 1.0 - momentum
-    running += momentum * np.asarray(batch_value, dtype=running.dtype)
+    running += momentum * batch_value
 
 
 def cumulative_momentum(num_batches_tracked: int) -> float:
     """The factor PyTorch uses for ``momentum=None``: ``1 / num_batches_tracked``.
 
     With it the running value is the plain average of every batch statistic seen so far.
+
+    Examples::
+
+        >>> cumulative_momentum(4)
+        0.25
     """
-    return 1.0 / num_batches_tracked
+    return 1.0 / _checks.check_positive_int(num_batches_tracked, "num_batches_tracked")
 
 
 def combine_moments(counts, means, m2s):
@@ -137,19 +200,25 @@ def combine_moments(counts, means, m2s):
     ``count * mean`` and ``M2 + count * (mean - global_mean)^2`` gives exactly the statistics of the
     concatenated batch, without moving the data. Arrays may carry a trailing feature axis.
 
-    Returns ``(count, mean, M2)`` of the union.
+    Returns:
+        ``(count, mean, M2)`` of the union.
+
+    Examples::
+
+        >>> count, mean, m2 = combine_moments([2, 2], [0.0, 2.0], [2.0, 2.0])   # {-1, 1} and {1, 3}
+        >>> float(count), float(mean), float(m2)
+        (4.0, 1.0, 8.0)
     """
     counts = np.asarray(counts, dtype=np.float64)
     means = np.asarray(means, dtype=np.float64)
     m2s = np.asarray(m2s, dtype=np.float64)
     if counts.ndim != 1 or counts.size == 0:
         raise ValueError(f"counts: expected a non-empty 1-D array, got shape {counts.shape}")
-    if (counts <= 0).any():
+    if not (counts > 0).all():
         raise ValueError(f"counts: expected positive counts, got {counts.tolist()}")
     if means.shape[:1] != counts.shape or m2s.shape != means.shape:
         raise ValueError(
-            f"means and m2s: expected leading length {counts.size} and equal shapes, "
-            f"got {means.shape} and {m2s.shape}"
+            f"means and m2s: expected leading length {counts.size} and equal shapes, got {means.shape} and {m2s.shape}"
         )
     weights = counts.reshape((-1,) + (1,) * (means.ndim - 1))
     total = counts.sum()
@@ -158,192 +227,266 @@ def combine_moments(counts, means, m2s):
     return total, mean, m2
 
 
+def sync_moments(x, all_reduce, *, axis=1):
+    """Batch mean and biased variance over the union of every process's batch, as a synchronized
+    batch norm computes them, from this process's part ``x`` and an ``all_reduce``.
+
+    ``all_reduce(array)`` must return the elementwise sum of ``array`` over all processes. Two rounds,
+    each moving one small vector per channel, never the data: first the counts and sums give the
+    global mean; then each process contributes ``M2 + n * (mean_local - mean_global)^2`` (see
+    :func:`combine_moments`), whose sum is the global M2.
+
+    Returns:
+        ``(mean, var, count)``.
+
+    Examples::
+
+        >>> one_process = lambda array: array          # a "group" of one process
+        >>> mean, var, count = sync_moments(np.array([[1.0], [3.0]]), one_process)
+        >>> mean.tolist(), var.tolist(), count
+        ([2.0], [1.0], 2)
+    """
+    x = _checks.as_float_array(x)
+    axes = reduction_axes(x.ndim, axis)
+    n = _checks.count_over(x.shape, axes)
+    local_mean, local_var = moments(x, axes)
+    first = np.asarray(all_reduce(np.concatenate([[float(n)], n * local_mean])), dtype=np.float64)
+    count, mean = first[0], first[1:] / first[0]
+    m2 = np.asarray(all_reduce(n * local_var + n * np.square(local_mean - mean)), dtype=np.float64)
+    return mean, m2 / count, int(round(count))
+
+
+# --------------------------------------------------------------------------------------------
+# The core: normalize over some axes, and its backward
+# --------------------------------------------------------------------------------------------
+
+
+class NormCache(NamedTuple):
+    """What a normalization's backward needs from its forward.
+
+    ``xhat`` has the (possibly grouped) shape the statistics were taken over; ``mean``, ``var`` and
+    ``inv_std`` are float64 with the reduced axes kept (size 1), so they broadcast against it.
+    """
+
+    xhat: np.ndarray  # the normalized input, in the input's dtype
+    mean: np.ndarray  # float64, keepdims
+    var: np.ndarray  # float64, keepdims, biased
+    inv_std: np.ndarray  # float64, keepdims: 1 / sqrt(var + eps)
+    axes: tuple  # the reduced axes of ``xhat``
+    batch_stats: bool  # True: mean and var came from this input (they depend on x)
+
+
+def normalize(x: np.ndarray, axes: tuple, eps: float, mean=None, var=None) -> NormCache:
+    r""":math:`\hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}` with statistics over ``axes``.
+
+    ``mean`` and ``var`` (keepdims, broadcastable) are computed from ``x`` when not given; given,
+    they are constants (inference). The arithmetic runs in float64 and ``xhat`` is rounded once
+    to the input's dtype. Inputs are assumed validated (this is the core the public functions share).
+    """
+    batch_stats = mean is None
+    if batch_stats:
+        centered, mean, var = _centered_moments(x, axes)
+    else:
+        centered = x - mean
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (centered * inv_std).astype(x.dtype, copy=False)
+    return NormCache(xhat, mean, var, inv_std, axes, batch_stats)
+
+
+def normalize_backward(dxhat: np.ndarray, cache: NormCache) -> np.ndarray:
+    r"""The gradient with respect to ``x`` of :func:`normalize`, given the gradient ``dxhat``.
+
+    With batch statistics every :math:`\hat x_i` depends on every :math:`x_j` through the mean and
+    the variance; their derivatives add two terms:
+
+    .. math:: \frac{\partial L}{\partial x} = \frac{1}{\sqrt{\sigma^2+\epsilon}}
+              \Bigl(g - \overline{g} - \hat x\,\overline{g\,\hat x}\Bigr),\qquad g = \frac{\partial L}{\partial \hat x}
+
+    (bars are means over the reduced axes): the upstream gradient minus its mean and minus its
+    component along :math:`\hat x`, a projection. With constant statistics it is ``g * inv_std``.
+    """
+    g = dxhat.astype(np.float64, copy=False)
+    if not cache.batch_stats:
+        return (g * cache.inv_std).astype(dxhat.dtype, copy=False)
+    mean_g = g.mean(axis=cache.axes, keepdims=True)
+    mean_g_xhat = (g * cache.xhat).mean(axis=cache.axes, keepdims=True)
+    dx = cache.inv_std * (g - mean_g - cache.xhat * mean_g_xhat)
+    return dx.astype(dxhat.dtype, copy=False)
+
+
+def _affine(xhat, gamma, beta, shape):
+    """``y = gamma * xhat + beta`` with per-feature vectors reshaped to ``shape``; always a new array."""
+    y = xhat.copy() if gamma is None else xhat * np.reshape(gamma, shape).astype(xhat.dtype, copy=False)
+    if beta is not None:
+        y += np.reshape(beta, shape).astype(xhat.dtype, copy=False)
+    return y
+
+
 # --------------------------------------------------------------------------------------------
 # Batch norm
 # --------------------------------------------------------------------------------------------
 
 
 class BatchNormCache(NamedTuple):
-    """What batch norm's backward needs from its forward.
+    """What :func:`batch_norm_backward` needs: the core's cache, gamma, and the feature axis."""
 
-    The normalized input is ``xhat = (centered - offset) * inv_std``; it is not stored, because the
-    backward only needs two per-channel sums of it and recomputing them from ``centered`` saves two
-    full passes over memory. ``centered`` is ``x - mean0`` in training (``offset`` the small
-    correction of the corrected two-pass mean) and ``x`` itself in eval mode (``offset`` the running
-    mean). Arrays have the (A, C, B) view shape, ``shape`` the input's.
-    """
-
-    centered: np.ndarray  # (A, C, B), or (A, C) when B == 1
-    offset: np.ndarray  # per channel, shaped to broadcast against ``centered``
-    inv_std: np.ndarray  # per channel: 1 / sqrt(var + eps)
-    gamma: np.ndarray | None  # per channel, or None (no scale)
-    batch_stats: bool  # True: mean/var came from this batch and depend on x
-    shape: tuple  # the input's shape
-    axis: int  # the feature axis of the input
+    norm: NormCache
+    gamma: np.ndarray | None
+    axis: int
 
     @property
     def xhat(self) -> np.ndarray:
-        """The normalized input, in the input's shape."""
-        return ((self.centered - self.offset) * self.inv_std).reshape(self.shape)
+        return self.norm.xhat
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Per-feature mean used to normalize (float64, shape (C,))."""
+        return self.norm.mean.reshape(-1)
+
+    @property
+    def var(self) -> np.ndarray:
+        """Per-feature biased variance used to normalize (float64, shape (C,))."""
+        return self.norm.var.reshape(-1)
+
+    @property
+    def shape(self) -> tuple:
+        return self.norm.xhat.shape
 
 
-def _view3d(x: np.ndarray, axis: int) -> np.ndarray:
-    """``x`` as a contiguous (A, C, B) array (A = sizes before the feature axis, B = after), or as
-    (A, C) when B == 1: per-channel vectors then broadcast along the contiguous last axis, which is
-    twice as fast as along a middle axis with an inner loop of length 1."""
-    a = int(np.prod(x.shape[:axis], dtype=np.int64))
-    b = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
-    x = np.ascontiguousarray(x)
-    return x.reshape(a, x.shape[axis]) if b == 1 else x.reshape(a, x.shape[axis], b)
-
-
-def _per_channel(v, like: np.ndarray):
-    """A per-channel vector shaped to broadcast against a view from :func:`_view3d`."""
-    return np.reshape(v, (-1,) if like.ndim == 2 else (1, -1, 1))
-
-
-def _channel_sum(x3: np.ndarray) -> np.ndarray:
-    """Per-channel sum of an (A, C[, B]) view, as matrix-vector products (BLAS, multithreaded)."""
-    if x3.ndim == 2:
-        return np.ones(x3.shape[0], dtype=x3.dtype) @ x3
-    a, c, b = x3.shape
-    rows = x3.reshape(a * c, b) @ np.ones(b, dtype=x3.dtype)
-    return np.ones(a, dtype=x3.dtype) @ rows.reshape(a, c)
-
-
-def _channel_dot(u3: np.ndarray, v3: np.ndarray) -> np.ndarray:
-    """Per-channel sum of ``u3 * v3`` without materializing the product."""
-    if u3.ndim == 2:
-        return np.einsum("ac,ac->c", u3, v3)
-    return np.einsum("acb,acb->c", u3, v3)
-
-
-def _batch_moments(x3: np.ndarray):
-    """Corrected two-pass moments of an (A, C, B) array over A and B.
-
-    Pass 1 takes a first mean; pass 2 centres on it and sums the deviations and their squares.
-    The sum of deviations is the rounding error of the first mean (tiny, and computed from values
-    of the size of the standard deviation, so accurately): adding it back gives the mean, and
-    subtracting its square gives the variance with no cancellation. Returns
-    ``(centered, mean0, correction, var, count)``; the mean is ``mean0 + correction``.
-    """
-    n = x3.size // x3.shape[1]
-    with np.errstate(invalid="ignore", over="ignore"):  # a NaN/inf batch is rejected by the caller
-        mean0 = _per_channel((_channel_sum(x3) / n).astype(x3.dtype, copy=False), x3)
-        centered = x3 - mean0
-        correction = _per_channel(_channel_sum(centered) / n, x3)
-        var = _per_channel(_channel_dot(centered, centered), x3) / n - np.square(correction)
-    np.maximum(var, 0, out=var)
-    return centered, mean0, correction, var, n
-
-
-def _vector(v, dtype, like):
-    return None if v is None else _per_channel(np.asarray(v).astype(dtype, copy=False), like)
-
-
-def _affine(x3, offset, inv_std, gamma, beta, dtype):
-    """``y = (x3 - offset) * inv_std * gamma + beta`` as ``x3 * scale + shift``: two passes."""
-    g = _vector(gamma, dtype, x3)
-    scale = (inv_std if g is None else g * inv_std).astype(dtype, copy=False)
-    shift = -offset * scale
-    if beta is not None:
-        shift = shift + _vector(beta, dtype, x3)
-    y = x3 * scale
-    y += shift.astype(dtype, copy=False)
-    return y, g
-
-
-def batch_norm_forward(x, mean, var, gamma=None, beta=None, eps=1e-5, *, axis=1):
-    """``y = gamma * (x - mean) / sqrt(var + eps) + beta`` with given per-feature ``mean`` and ``var``.
-
-    This is inference-mode batch norm (the statistics are constants, for example running
-    estimates). Returns ``(y, cache)`` for :func:`batch_norm_backward`.
-    """
-    axis = _checks.normalize_axis(axis, x.ndim)
-    x3 = _view3d(x, axis)
-    dtype = x.dtype
-    offset = _vector(mean, dtype, x3)
-    inv_std = (1.0 / np.sqrt(_vector(var, np.float64, x3) + eps)).astype(dtype)
-    y, g = _affine(x3, offset, inv_std, gamma, beta, dtype)
-    return y.reshape(x.shape), BatchNormCache(x3, offset, inv_std, g, False, x.shape, axis)
-
-
-def batch_norm_train_forward(x, gamma=None, beta=None, eps=1e-5, *, axis=1):
-    """Training-mode batch norm: normalize with this batch's mean and biased variance.
-
-    Returns ``(y, mean, var, cache)``; ``mean`` and ``var`` (shape (C,)) are what a layer feeds
-    to its running estimates. Raises if the batch holds a NaN or inf.
-    """
-    axis = _checks.normalize_axis(axis, x.ndim)
-    x3 = _view3d(x, axis)
-    dtype = x.dtype
-    centered, mean0, correction, var, n = _batch_moments(x3)
-    if not (np.isfinite(mean0).all() and np.isfinite(var).all()):
-        _checks.check_finite(x)
-    inv_std = 1.0 / np.sqrt(var + dtype.type(eps))
-    y, g = _affine(centered, correction, inv_std, gamma, beta, dtype)
-    cache = BatchNormCache(centered, correction, inv_std, g, True, x.shape, axis)
-    return y.reshape(x.shape), (mean0 + correction).reshape(-1), var.reshape(-1), cache
-
-
-def batch_norm_backward(dy, cache: BatchNormCache):
-    r"""Closed-form backward of batch norm: returns ``(dx, dgamma, dbeta)``.
-
-    With batch statistics (training):
-
-    .. math:: dx = \gamma\,\mathrm{inv\_std}\,\bigl(dy - \overline{dy} - \hat x\,\overline{dy\,\hat x}\bigr)
-
-    (bars are means over the reduced axes), which is what PyTorch and TensorFlow compute. With
-    fixed statistics (inference) ``dx = gamma * inv_std * dy``. In both cases
-    ``dgamma = sum(dy * xhat)`` and ``dbeta = sum(dy)``.
-
-    Since ``xhat = (centered - offset) * inv_std``, the sums and ``dx`` are formed from ``centered``
-    directly: ``dx = a * dy + b * centered + c`` with per-channel a, b, c.
-    """
-    centered, offset, inv_std, g, batch_stats, shape, axis = cache
-    dy3 = _view3d(dy, axis)
-    dbeta = _per_channel(_channel_sum(dy3), dy3)
-    dgamma = inv_std * (_per_channel(_channel_dot(dy3, centered), dy3) - offset * dbeta)
-    a = inv_std if g is None else g * inv_std
-    if not batch_stats:
-        return (dy3 * a).reshape(shape), dgamma.reshape(-1), dbeta.reshape(-1)
-    n = centered.size // centered.shape[1]
-    # dx = a * (dy + (b/a) * centered + c/a): four in-place passes over one new array, no temporaries
-    b_over_a = -inv_std * dgamma / n
-    c_over_a = -dbeta / n - offset * b_over_a
-    dx = np.multiply(centered, b_over_a.astype(dy3.dtype, copy=False))
-    dx += dy3
-    dx += c_over_a.astype(dy3.dtype, copy=False)
-    dx *= a.astype(dy3.dtype, copy=False)
-    return dx.reshape(shape), dgamma.reshape(-1), dbeta.reshape(-1)
-
-
-def _broadcast(v, ndim: int, axis: int, dtype):
-    """A per-feature vector reshaped to broadcast against an ``ndim``-D input on ``axis``."""
-    if v is None:
-        return None
+def _feature_shape(ndim: int, axis: int) -> tuple:
     shape = [1] * ndim
     shape[axis] = -1
-    return np.asarray(v).astype(dtype, copy=False).reshape(shape)
+    return tuple(shape)
+
+
+def _check_batch_norm_args(x, gamma, beta, eps, axis):
+    x = _checks.as_float_array(x)
+    _checks.check_ndim(x, (2, 3, 4, 5))
+    axis = _checks.normalize_axis(axis, x.ndim)
+    channels = x.shape[axis]
+    eps = _checks.check_eps(eps, dtype=x.dtype)
+    gamma = None if gamma is None else _checks.check_vector(gamma, channels, "gamma")
+    beta = None if beta is None else _checks.check_vector(beta, channels, "beta")
+    return x, gamma, beta, eps, axis
+
+
+def batch_norm_train(x, gamma=None, beta=None, eps=1e-5, *, axis=1):
+    r"""Training-mode batch norm: normalize with this batch's mean and biased variance.
+
+    .. math:: y = \gamma\,\frac{x - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}} + \beta
+
+    Args:
+        x: (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W), float32 or float64.
+        gamma, beta: per-feature scale and shift, shape (C,), or None (1 and 0).
+        eps: added to the variance before the square root (> 0).
+        axis: the feature axis (1 for PyTorch's layouts, -1 for channels last).
+
+    Returns:
+        ``(y, cache)``: ``y`` in the input's shape and dtype; ``cache.mean``/``cache.var`` are the
+        batch statistics (float64, shape (C,)) a layer feeds to its running estimates.
+
+    A batch with one value per feature gives ``y = beta`` (what Keras does); :func:`batch_norm`
+    refuses it unless asked, as PyTorch does.
+
+    Examples::
+
+        >>> y, cache = batch_norm_train(np.array([[1.0], [1.2]]), eps=1e-5)
+        >>> y.ravel().round(15).tolist()                  # exact: +-0.99950037468777319...
+        [-0.999500374687773, 0.999500374687773]
+        >>> cache.mean.round(12).tolist(), cache.var.round(12).tolist()
+        ([1.1], [0.01])
+    """
+    x, gamma, beta, eps, axis = _check_batch_norm_args(x, gamma, beta, eps, axis)
+    with np.errstate(invalid="ignore", over="ignore"):  # a NaN batch gives NaN, as in PyTorch
+        norm = normalize(x, reduction_axes(x.ndim, axis), eps)
+    shape = _feature_shape(x.ndim, axis)
+    return _affine(norm.xhat, gamma, beta, shape), BatchNormCache(norm, gamma, axis)
+
+
+def batch_norm_eval(x, mean, var, gamma=None, beta=None, eps=1e-5, *, axis=1):
+    """Inference-mode batch norm: ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` with given
+    per-feature ``mean`` and ``var`` (for example the running estimates), which are constants.
+
+    Returns:
+        ``(y, cache)`` for :func:`batch_norm_backward` (whose ``dx`` is then ``gamma * dy / sqrt(var + eps)``).
+
+    Examples::
+
+        >>> y, _ = batch_norm_eval(np.array([[3.0], [5.0]]), np.array([1.0]), np.array([4.0]), eps=1e-12)
+        >>> y.ravel().round(6).tolist()
+        [1.0, 2.0]
+    """
+    x, gamma, beta, eps, axis = _check_batch_norm_args(x, gamma, beta, eps, axis)
+    shape = _feature_shape(x.ndim, axis)
+    mean = _checks.check_vector(mean, x.shape[axis], "mean").astype(np.float64).reshape(shape)
+    var = _checks.check_vector(var, x.shape[axis], "var").astype(np.float64).reshape(shape)
+    if (var < 0).any():
+        raise ValueError(f"var: expected variances >= 0, got a minimum of {var.min()}")
+    norm = normalize(x, reduction_axes(x.ndim, axis), eps, mean=mean, var=var)
+    return _affine(norm.xhat, gamma, beta, shape), BatchNormCache(norm, gamma, axis)
+
+
+def batch_norm_backward(dy, cache: BatchNormCache, *, fast=False):
+    r"""Backward of batch norm: returns ``(dx, dgamma, dbeta)``.
+
+    .. math::
+
+        \frac{\partial L}{\partial\beta} = \sum dy,\qquad
+        \frac{\partial L}{\partial\gamma} = \sum dy\,\hat x,\qquad
+        \frac{\partial L}{\partial x} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}
+              \Bigl(dy - \overline{dy} - \hat x\,\overline{dy\,\hat x}\Bigr)
+
+    (sums and bars over the reduced axes), the closed form PyTorch and TensorFlow compute; with
+    constant statistics (inference) ``dx = gamma * dy / sqrt(var + eps)``. ``dgamma`` and ``dbeta``
+    are float64, shape (C,). ``fast=True`` runs the tuned kernel (:mod:`bnlib._kernels`), equal to
+    this one to rounding.
+
+    Examples::
+
+        >>> x = np.array([[1.0], [2.0], [4.0]])
+        >>> _, cache = batch_norm_train(x)
+        >>> dx, dgamma, dbeta = batch_norm_backward(np.ones_like(x), cache)
+        >>> float(abs(dx).max()) < 1e-12, dbeta.tolist()      # a constant upstream gradient cancels
+        (True, [3.0])
+    """
+    if not isinstance(cache, BatchNormCache):
+        raise TypeError(f"cache: expected the BatchNormCache of a batch-norm forward, got {type(cache).__name__}")
+    dy = _checks.as_float_array(dy, "dy")
+    _checks.check_same_shape(dy, cache.shape)
+    if fast:
+        norm = cache.norm
+        return _kernels.batch_norm_backward(dy, norm.xhat, norm.inv_std, cache.gamma, cache.axis, norm.batch_stats)
+    axes = cache.norm.axes
+    dbeta = dy.sum(axis=axes, dtype=np.float64)
+    dgamma = (dy.astype(np.float64) * cache.xhat).sum(axis=axes)
+    gamma = 1.0 if cache.gamma is None else np.reshape(cache.gamma, _feature_shape(dy.ndim, cache.axis))
+    dx = normalize_backward(dy * gamma, cache.norm)
+    return dx.astype(dy.dtype, copy=False), dgamma, dbeta
 
 
 def batch_norm_backward_staged(dy, x, gamma=None, eps=1e-5, *, axis=1):
     """Backward of training-mode batch norm, one step per node of the computational graph.
 
     The forward is recomputed as eight elementary nodes (mean, centre, square, variance, std,
-    reciprocal, normalize, affine) and each node's local derivative is applied in reverse order.
-    It gives the same numbers as :func:`batch_norm_backward` (to rounding); the book uses it to
-    derive the closed form and to compare their speed. Returns ``(dx, dgamma, dbeta)``.
+    reciprocal, normalize, affine) and each node's local derivative is applied in reverse order:
+    the derivation chapter 3 follows before it simplifies to :func:`batch_norm_backward`, which
+    gives the same numbers to rounding. Returns ``(dx, dgamma, dbeta)``.
+
+    Examples::
+
+        >>> rng = np.random.default_rng(0)
+        >>> x, dy = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
+        >>> staged = batch_norm_backward_staged(dy, x)
+        >>> closed = batch_norm_backward(dy, batch_norm_train(x)[1])
+        >>> all(np.allclose(a, b) for a, b in zip(staged, closed))
+        True
     """
-    x = _checks.as_float_array(x)
+    x, gamma, _, eps, axis = _check_batch_norm_args(x, gamma, None, eps, axis)
     dy = _checks.as_float_array(dy, "dy")
     _checks.check_same_shape(dy, x.shape)
-    axis = _checks.normalize_axis(axis, x.ndim)
     axes = reduction_axes(x.ndim, axis)
-    n = _count(x, axes)
-    g = _broadcast(gamma, x.ndim, axis, x.dtype)
-    if g is None:
-        g = x.dtype.type(1.0)
+    n = _checks.count_over(x.shape, axes)
+    g = 1.0 if gamma is None else np.reshape(gamma, _feature_shape(x.ndim, axis)).astype(x.dtype)
     # forward, node by node
     mu = x.sum(axis=axes, keepdims=True) / n  # 1. mean
     xc = x - mu  # 2. centre
@@ -368,26 +511,6 @@ def batch_norm_backward_staged(dy, x, gamma=None, eps=1e-5, *, axis=1):
     return dx, dgamma, dbeta
 
 
-def batch_norm_backward_constant_stats(dy, x, gamma=None, eps=1e-5, *, axis=1):
-    """The WRONG training-mode backward that treats the batch mean and variance as constants.
-
-    ``dx = gamma * dy / sqrt(var + eps)``. It ignores that every output depends on every input
-    of the batch through the statistics. Kept so the book and the tests can measure its error
-    (a gradient check catches it); never use it to train.
-    """
-    x = _checks.as_float_array(x)
-    dy = _checks.as_float_array(dy, "dy")
-    _checks.check_same_shape(dy, x.shape)
-    axis = _checks.normalize_axis(axis, x.ndim)
-    axes = reduction_axes(x.ndim, axis)
-    mean, var = _moments(x, axes)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    xhat = (x - mean) * inv_std
-    g = _broadcast(gamma, x.ndim, axis, x.dtype)
-    scale = inv_std if g is None else g * inv_std
-    return dy * scale, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
-
-
 def batch_norm(
     input,
     running_mean,
@@ -399,91 +522,109 @@ def batch_norm(
     eps=1e-5,
     *,
     axis=1,
+    unbiased_running_var=True,
+    allow_single_value=False,
+    return_cache=False,
+    fast=False,
 ):
-    """``torch.nn.functional.batch_norm`` in NumPy.
+    r"""``torch.nn.functional.batch_norm`` in NumPy: the one path every bnlib batch norm runs through.
 
     In training mode the batch's mean and biased variance normalize the input and, when the buffers
-    are given, ``running_mean`` and ``running_var`` are updated IN PLACE with
-    ``running = (1 - momentum) * running + momentum * batch`` where the variance fed to the running
-    estimate is the unbiased one (``m/(m-1)``). In eval mode the running buffers normalize.
+    are given, ``running_mean`` and ``running_var`` are updated IN PLACE:
+    ``running = (1 - momentum) * running + momentum * batch``. In eval mode the buffers normalize.
+
+    Every argument is checked before anything is written, so a call that raises leaves the buffers
+    as they were.
 
     Args:
-        input: array (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W); float32 or float64.
-        running_mean, running_var: arrays of shape (C,) or None (training only).
-        weight, bias: gamma and beta, shape (C,), or None.
-        training: use batch statistics (True) or the running buffers (False).
-        momentum: weight of the new batch in the running update, in [0, 1].
-        eps: added to the variance, > 0.
+        input: (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W), float32 or float64.
+        running_mean, running_var: writable float arrays of shape (C,), or None (training only).
+        weight, bias: gamma and beta (PyTorch's names), shape (C,), or None.
+        training: use the batch's statistics (True) or the running buffers (False).
+        momentum: weight of the NEW batch in the running update, in [0, 1] (Keras' 0.99 is 0.01).
+        eps: added to the variance, > 0 (and not below float32's smallest normal for float32 input).
         axis: the feature axis (keyword-only extension; PyTorch fixes it at 1).
+        unbiased_running_var: feed the unbiased batch variance ``m/(m-1) * var`` to ``running_var``
+            (True, PyTorch) or the biased one (False, Keras 3).
+        allow_single_value: accept a training batch with one value per feature (output ``beta``, as
+            Keras does) instead of raising PyTorch's error. The running variance then gets 0 with
+            ``unbiased_running_var=False``; with True such a batch is refused (m - 1 = 0).
+        return_cache: also return the cache for :func:`batch_norm_backward`.
+        fast: run the tuned kernel of :mod:`bnlib._kernels` (same numbers to rounding).
 
     Returns:
-        The normalized array, same shape and dtype as ``input``.
+        The normalized array (same shape and dtype as ``input``), or ``(y, cache)``.
+
+    Shape:
+        Input (N, C, *) (or C on ``axis``). Output: same as the input.
+
+    Examples::
+
+        >>> x = np.array([[1.0, 0.0], [3.0, 4.0]])
+        >>> running_mean, running_var = np.zeros(2), np.ones(2)
+        >>> batch_norm(x, running_mean, running_var, training=True).round(4).tolist()
+        [[-1.0, -1.0], [1.0, 1.0]]
+        >>> running_mean.tolist(), running_var.round(6).tolist()     # 0.9 * old + 0.1 * batch (unbiased var)
+        ([0.2, 0.2], [1.1, 1.7])
     """
-    y, _ = _batch_norm_functional(input, running_mean, running_var, weight, bias, training, momentum, eps, axis)
-    return y
-
-
-def _batch_norm_functional(x, running_mean, running_var, weight, bias, training, momentum, eps, axis):
-    x = _checks.as_float_array(x)
-    _checks.check_ndim(x, (2, 3, 4, 5))
-    axis = _checks.normalize_axis(axis, x.ndim)
-    channels = x.shape[axis]
-    eps = _checks.check_eps(eps)
+    x, gamma, beta, eps, axis = _check_batch_norm_args(input, weight, bias, eps, axis)
     momentum = _checks.check_momentum(momentum, allow_none=False)
-    for name, v in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
-        if v is not None:
-            _checks.check_vector(v, channels, name)
-    axes = reduction_axes(x.ndim, axis)
-    count = _count(x, axes)
+    channels = x.shape[axis]
+    buffers = [(name, b) for name, b in (("running_mean", running_mean), ("running_var", running_var)) if b is not None]
+    for name, b in buffers:
+        _checks.check_buffer(b, channels, name)
+        if np.shares_memory(b, x):
+            raise ValueError(f"{name}: expected a buffer separate from the input, got one that shares its memory")
+    if len(buffers) == 2 and np.shares_memory(running_mean, running_var):
+        raise ValueError("running_mean and running_var: expected two separate arrays, got the same memory twice")
     if training:
-        if count <= 1:
+        if len(buffers) == 1:
+            raise ValueError("running_mean and running_var: expected both arrays or both None")
+        count = _checks.count_over(x.shape, reduction_axes(x.ndim, axis))
+        if count <= 1 and not allow_single_value:
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input shape {x.shape} "
                 f"(batch size times spatial size is {count})"
             )
-        if (running_mean is None) != (running_var is None):
-            raise ValueError("running_mean and running_var: expected both arrays or both None")
-        y, mean, var, cache = batch_norm_train_forward(x, weight, bias, eps, axis=axis)
-        if running_mean is not None:
-            update_running(running_mean, mean, momentum)
-            update_running(running_var, unbiased(var, count), momentum)
-        return y, cache
-    if running_mean is None or running_var is None:
-        raise ValueError("running_mean and running_var: expected arrays in eval mode (training=False), got None")
-    return batch_norm_forward(x, running_mean, running_var, weight, bias, eps, axis=axis)
+        if count <= 1 and buffers and unbiased_running_var:
+            raise ValueError(
+                f"input: one value per channel (shape {x.shape}) has no unbiased variance; "
+                "use unbiased_running_var=False (Keras' convention) or a larger batch"
+            )
+        if buffers:
+            _checks.check_finite(x)  # a NaN/inf batch would poison the running estimates for good
+        if fast:
+            y, xhat, mean, var, inv_std = _kernels.batch_norm_train(x, gamma, beta, eps, axis)
+            shape = _feature_shape(x.ndim, axis)
+            norm = NormCache(
+                xhat,
+                mean.reshape(shape),
+                var.reshape(shape),
+                inv_std.reshape(shape),
+                reduction_axes(x.ndim, axis),
+                True,
+            )
+            cache = BatchNormCache(norm, gamma, axis)
+        else:
+            y, cache = batch_norm_train(x, gamma, beta, eps, axis=axis)
+        if buffers:
+            batch_var = unbiased(cache.var, count) if unbiased_running_var else cache.var
+            update_running(running_mean, cache.mean, momentum)
+            update_running(running_var, batch_var, momentum)
+    else:
+        if len(buffers) < 2:
+            raise ValueError("running_mean and running_var: expected arrays in eval mode (training=False), got None")
+        y, cache = batch_norm_eval(x, running_mean, running_var, gamma, beta, eps, axis=axis)
+    return (y, cache) if return_cache else y
 
 
 # --------------------------------------------------------------------------------------------
-# Layer norm and group norm: per-sample statistics, same backward shape
+# Layer norm and group norm: per-sample statistics, the same core
 # --------------------------------------------------------------------------------------------
-
-
-class NormCache(NamedTuple):
-    """What layer/group norm's backward needs: normalized values grouped so stats run over ``axes``."""
-
-    xhat: np.ndarray  # grouped shape
-    inv_std: np.ndarray  # keepdims over ``axes`` of the grouped shape
-    axes: tuple
-    shape: tuple  # the input's shape
-
-
-def _normalize(x, axes, eps):
-    mean, var = _moments(x, axes)
-    inv_std = 1.0 / np.sqrt(var + x.dtype.type(eps))
-    xhat = x - mean
-    xhat *= inv_std
-    return xhat, inv_std
-
-
-def _normalize_backward(dxhat, xhat, inv_std, axes):
-    """dx for ``xhat = (x - mean(x)) * inv_std`` with statistics over ``axes``."""
-    mean_dxhat = dxhat.mean(axis=axes, keepdims=True)
-    mean_dxhat_xhat = (dxhat * xhat).mean(axis=axes, keepdims=True)
-    return inv_std * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
 
 
 def _layer_norm_axes(x, normalized_shape):
-    normalized_shape = tuple(int(s) for s in np.atleast_1d(normalized_shape))
+    normalized_shape = _checks.check_shape(normalized_shape, "normalized_shape")
     k = len(normalized_shape)
     if x.ndim < k + 1 or x.shape[-k:] != normalized_shape:
         raise ValueError(
@@ -493,41 +634,92 @@ def _layer_norm_axes(x, normalized_shape):
     return tuple(range(x.ndim - k, x.ndim)), normalized_shape
 
 
-def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+def _check_elementwise(v, shape, name):
+    if v is None:
+        return None
+    arr = _checks.as_float_array(v, name)
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} (normalized_shape), got {arr.shape}")
+    return arr
+
+
+def layer_norm_forward(x, normalized_shape, gamma=None, beta=None, eps=1e-5):
     """Layer norm (PyTorch semantics): statistics per sample over the trailing ``normalized_shape``.
 
-    ``weight`` and ``bias`` have shape ``normalized_shape`` (elementwise affine). Returns ``(y, cache)``.
+    ``gamma`` and ``beta`` have shape ``normalized_shape`` exactly (elementwise affine).
+
+    Returns:
+        ``(y, cache)`` for :func:`layer_norm_backward`.
+
+    Examples::
+
+        >>> y, _ = layer_norm_forward(np.array([[1.0, 3.0], [10.0, 30.0]]), 2, eps=1e-12)
+        >>> y.round(6).tolist()
+        [[-1.0, 1.0], [-1.0, 1.0]]
     """
     x = _checks.as_float_array(x)
     axes, normalized_shape = _layer_norm_axes(x, normalized_shape)
-    eps = _checks.check_eps(eps)
-    xhat, inv_std = _normalize(x, axes, eps)
-    y = xhat.copy()
-    if weight is not None:
-        y *= np.asarray(weight, dtype=x.dtype)
-    if bias is not None:
-        y += np.asarray(bias, dtype=x.dtype)
-    return y, NormCache(xhat, inv_std, axes, x.shape)
+    gamma = _check_elementwise(gamma, normalized_shape, "gamma")
+    beta = _check_elementwise(beta, normalized_shape, "beta")
+    eps = _checks.check_eps(eps, dtype=x.dtype)
+    norm = normalize(x, axes, eps)
+    return _affine(norm.xhat, gamma, beta, normalized_shape), norm
 
 
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """``torch.nn.functional.layer_norm`` in NumPy."""
-    return layer_norm_forward(x, normalized_shape, weight, bias, eps)[0]
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """``torch.nn.functional.layer_norm`` in NumPy (``weight``/``bias`` are gamma/beta).
+
+    Examples::
+
+        >>> layer_norm(np.array([[0.0, 2.0]]), (2,), eps=1e-12).round(6).tolist()
+        [[-1.0, 1.0]]
+    """
+    return layer_norm_forward(input, normalized_shape, weight, bias, eps)[0]
 
 
-def layer_norm_backward(dy, cache: NormCache, weight=None):
-    """Returns ``(dx, dweight, dbias)``; ``dweight``/``dbias`` sum over the leading (batch) axes."""
-    xhat, inv_std, axes, shape = cache
-    lead = tuple(range(len(shape) - len(axes)))
-    dweight = (dy * xhat).sum(axis=lead)
-    dbias = dy.sum(axis=lead)
-    dxhat = dy if weight is None else dy * np.asarray(weight, dtype=dy.dtype)
-    return _normalize_backward(dxhat, xhat, inv_std, axes), dweight, dbias
+def layer_norm_backward(dy, cache: NormCache, gamma=None):
+    """Returns ``(dx, dgamma, dbeta)``; ``dgamma``/``dbeta`` sum over the leading (batch) axes.
+
+    Examples::
+
+        >>> x = np.array([[1.0, 2.0, 4.0]])
+        >>> _, cache = layer_norm_forward(x, 3)
+        >>> dx, dgamma, dbeta = layer_norm_backward(np.ones_like(x), cache)
+        >>> float(abs(dx).max()) < 1e-12, dbeta.tolist()
+        (True, [1.0, 1.0, 1.0])
+    """
+    if not isinstance(cache, NormCache):
+        raise TypeError(f"cache: expected the NormCache of a layer-norm forward, got {type(cache).__name__}")
+    dy = _checks.as_float_array(dy, "dy")
+    _checks.check_same_shape(dy, cache.xhat.shape)
+    gamma = _check_elementwise(gamma, cache.xhat.shape[len(cache.xhat.shape) - len(cache.axes) :], "gamma")
+    lead = tuple(range(dy.ndim - len(cache.axes)))
+    dgamma = (dy.astype(np.float64) * cache.xhat).sum(axis=lead)
+    dbeta = dy.sum(axis=lead, dtype=np.float64)
+    dxhat = dy if gamma is None else dy * gamma
+    return normalize_backward(dxhat, cache).astype(dy.dtype, copy=False), dgamma, dbeta
 
 
-def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5):
+class GroupNormCache(NamedTuple):
+    norm: NormCache  # over the grouped (N, G, C/G * spatial) view
+    shape: tuple  # the input's shape
+
+
+def group_norm_forward(x, num_groups, gamma=None, beta=None, eps=1e-5):
     """Group norm (PyTorch semantics): per sample, statistics over each group of C/G channels and
-    all spatial positions; per-channel ``weight``/``bias``. Input (N, C, *). Returns ``(y, cache)``.
+    all spatial positions; per-channel ``gamma``/``beta``. Input (N, C, *).
+
+    ``num_groups=1`` is layer norm over (C, H, W); ``num_groups=C`` is instance norm. A group with a
+    single value is refused (its output would be ``beta`` whatever the input), as in PyTorch.
+
+    Returns:
+        ``(y, cache)`` for :func:`group_norm_backward`.
+
+    Examples::
+
+        >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])             # (N, C) = (1, 4), two groups of two
+        >>> group_norm_forward(x, 2, eps=1e-12)[0].round(6).tolist()
+        [[-1.0, 1.0, -1.0, 1.0]]
     """
     x = _checks.as_float_array(x)
     _checks.check_ndim(x, (2, 3, 4, 5))
@@ -535,35 +727,49 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5):
     channels = x.shape[1]
     if channels % groups:
         raise ValueError(f"num_groups: expected a divisor of the channel count {channels}, got {groups}")
-    eps = _checks.check_eps(eps)
-    grouped = x.reshape(x.shape[0], groups, -1)
-    xhat, inv_std = _normalize(grouped, (2,), eps)
-    y = xhat.reshape(x.shape).copy()
-    w = _broadcast(weight, x.ndim, 1, x.dtype)
-    b = _broadcast(bias, x.ndim, 1, x.dtype)
-    if w is not None:
-        y *= w
-    if b is not None:
-        y += b
-    return y, NormCache(xhat, inv_std, (2,), x.shape)
+    per_group = x.size // (x.shape[0] * groups) if x.shape[0] else 0
+    if per_group <= 1:
+        raise ValueError(
+            f"Expected more than 1 value per group, got input shape {x.shape} with {groups} groups "
+            f"({per_group} value(s) per group)"
+        )
+    gamma = None if gamma is None else _checks.check_vector(gamma, channels, "gamma")
+    beta = None if beta is None else _checks.check_vector(beta, channels, "beta")
+    eps = _checks.check_eps(eps, dtype=x.dtype)
+    norm = normalize(x.reshape(x.shape[0], groups, -1), (2,), eps)
+    y = _affine(norm.xhat.reshape(x.shape), gamma, beta, _feature_shape(x.ndim, 1))
+    return y, GroupNormCache(norm, x.shape)
 
 
-def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
-    """``torch.nn.functional.group_norm`` in NumPy."""
-    return group_norm_forward(x, num_groups, weight, bias, eps)[0]
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """``torch.nn.functional.group_norm`` in NumPy (``weight``/``bias`` are gamma/beta)."""
+    return group_norm_forward(input, num_groups, weight, bias, eps)[0]
 
 
-def group_norm_backward(dy, cache: NormCache, weight=None):
-    """Returns ``(dx, dweight, dbias)`` with per-channel ``dweight``/``dbias``."""
-    xhat, inv_std, axes, shape = cache
+def group_norm_backward(dy, cache: GroupNormCache, gamma=None):
+    """Returns ``(dx, dgamma, dbeta)`` with per-channel ``dgamma``/``dbeta`` (float64).
+
+    Examples::
+
+        >>> x = np.arange(8.0).reshape(2, 4) ** 2
+        >>> _, cache = group_norm_forward(x, 2)
+        >>> dx, dgamma, dbeta = group_norm_backward(np.ones_like(x), cache)
+        >>> float(abs(dx).max()) < 1e-10, dbeta.tolist()
+        (True, [2.0, 2.0, 2.0, 2.0])
+    """
+    if not isinstance(cache, GroupNormCache):
+        raise TypeError(f"cache: expected the GroupNormCache of a group-norm forward, got {type(cache).__name__}")
+    dy = _checks.as_float_array(dy, "dy")
+    _checks.check_same_shape(dy, cache.shape)
+    shape = cache.shape
+    gamma = None if gamma is None else _checks.check_vector(gamma, shape[1], "gamma")
     channel_axes = tuple(a for a in range(len(shape)) if a != 1)
-    xhat_full = xhat.reshape(shape)
-    dweight = (dy * xhat_full).sum(axis=channel_axes)
-    dbias = dy.sum(axis=channel_axes)
-    w = _broadcast(weight, len(shape), 1, dy.dtype)
-    dxhat = dy if w is None else dy * w
-    dx = _normalize_backward(dxhat.reshape(xhat.shape), xhat, inv_std, axes)
-    return dx.reshape(shape), dweight, dbias
+    xhat = cache.norm.xhat.reshape(shape)
+    dgamma = (dy.astype(np.float64) * xhat).sum(axis=channel_axes)
+    dbeta = dy.sum(axis=channel_axes, dtype=np.float64)
+    dxhat = dy if gamma is None else dy * np.reshape(gamma, _feature_shape(len(shape), 1))
+    dx = normalize_backward(dxhat.reshape(cache.norm.xhat.shape), cache.norm)
+    return dx.reshape(shape).astype(dy.dtype, copy=False), dgamma, dbeta
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,44 +780,34 @@ def group_norm_backward(dy, cache: NormCache, weight=None):
 def fold_batch_norm(weight, bias, running_mean, running_var, gamma=None, beta=None, eps=1e-5):
     r"""Fold an eval-mode batch norm into the linear or convolution layer in front of it.
 
-    With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``BN(W x + b) = (s W) x + (s (b - mean) + beta)``.
-    ``weight`` has the output channels first: (out, in) for a linear layer, (out, in, kh, kw) for a
-    convolution (PyTorch's layouts). Returns ``(folded_weight, folded_bias)`` in float64 arithmetic.
-
+    With ``s = gamma / sqrt(running_var + eps)`` per output channel,
+    ``BN(W x + b) = (s W) x + (s (b - mean) + beta)``. ``weight`` has the output channels first:
+    (out, in) for a linear layer, (out, in, kh, kw) for a convolution (PyTorch's layouts).
     Exact only in inference mode: in training the layer normalizes with the batch's statistics,
     which the folded weights cannot know.
+
+    Returns:
+        ``(folded_weight, folded_bias)``, computed in float64 and returned in ``weight``'s dtype.
+
+    Examples::
+
+        >>> w, b = fold_batch_norm(np.array([[2.0]]), None, np.array([1.0]), np.array([4.0]), eps=1e-12)
+        >>> w.round(6).tolist(), b.round(6).tolist()                  # (2x - 1) / 2
+        ([[1.0]], [-0.5])
     """
     weight = _checks.as_float_array(weight, "weight")
+    if weight.ndim < 2:
+        raise ValueError(f"weight: expected (out, in, ...) with at least 2 dimensions, got shape {weight.shape}")
     out = weight.shape[0]
-    running_mean = _checks.check_vector(running_mean, out, "running_mean")
-    running_var = _checks.check_vector(running_var, out, "running_var")
-    gamma = np.ones(out) if gamma is None else _checks.check_vector(gamma, out, "gamma")
-    beta = np.zeros(out) if beta is None else _checks.check_vector(beta, out, "beta")
-    bias = np.zeros(out) if bias is None else _checks.check_vector(bias, out, "bias")
+    running_mean = _checks.check_vector(running_mean, out, "running_mean").astype(np.float64)
+    running_var = _checks.check_vector(running_var, out, "running_var").astype(np.float64)
+    gamma = np.ones(out) if gamma is None else _checks.check_vector(gamma, out, "gamma").astype(np.float64)
+    beta = np.zeros(out) if beta is None else _checks.check_vector(beta, out, "beta").astype(np.float64)
+    bias = np.zeros(out) if bias is None else _checks.check_vector(bias, out, "bias").astype(np.float64)
     eps = _checks.check_eps(eps)
+    if (running_var < 0).any():
+        raise ValueError(f"running_var: expected variances >= 0, got a minimum of {running_var.min()}")
     scale = gamma / np.sqrt(running_var + eps)
-    folded_weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+    folded_weight = weight.astype(np.float64) * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
     folded_bias = (bias - running_mean) * scale + beta
-    return folded_weight.astype(weight.dtype, copy=False), folded_bias
-
-
-def sync_moments(x, all_reduce, *, axis=1):
-    """Batch mean and biased variance over the union of every process's batch, as a synchronized
-    batch norm computes them, from this process's part ``x`` and an ``all_reduce``.
-
-    ``all_reduce(array)`` must return the elementwise sum of ``array`` over all processes (for example
-    ``torch.distributed.all_reduce`` wrapped to work on NumPy arrays). Two rounds, each moving one small
-    vector per channel, never the data: first the counts and sums give the global mean; then each process
-    contributes ``M2 + n * (mean_local - mean_global)^2`` (Chan et al.'s combination, see
-    :func:`combine_moments`), whose sum is the global M2. Returns ``(mean, var, count)``.
-    """
-    x = _checks.as_float_array(x)
-    axis = _checks.normalize_axis(axis, x.ndim)
-    axes = reduction_axes(x.ndim, axis)
-    n = _count(x, axes)
-    local_mean, local_var = _moments(x.astype(np.float64), axes)
-    local_mean, local_var = local_mean.reshape(-1), local_var.reshape(-1)
-    first = np.asarray(all_reduce(np.concatenate([[float(n)], n * local_mean])), dtype=np.float64)
-    count, mean = first[0], first[1:] / first[0]
-    m2 = np.asarray(all_reduce(n * local_var + n * np.square(local_mean - mean)), dtype=np.float64)
-    return mean, m2 / count, int(round(count))
+    return folded_weight.astype(weight.dtype), folded_bias.astype(weight.dtype)

@@ -1,7 +1,8 @@
-r"""Normalization layers: parameters, running statistics and the backward cache.
+r"""Normalization layers: parameters, running statistics and the backward cache; no math.
 
-The math lives in :mod:`bnlib.functional`; these classes hold state and validate input before
-touching it, so a rejected call changes nothing.
+Each layer validates its input and its own (possibly reassigned) attributes, then calls
+:mod:`bnlib.functional`. Everything is checked before anything changes, so a rejected call leaves
+the parameters, the running statistics, the counter and the previous backward cache as they were.
 """
 
 from __future__ import annotations
@@ -14,44 +15,61 @@ from .module import Module
 
 __all__ = ["BatchNorm", "LayerNorm", "GroupNorm"]
 
-_NOT_RUN = "backward() was called before forward(): run forward on a batch first"
+NOT_RUN = "backward() was called before forward(): run forward on a batch first"
 
 
 class BatchNorm(Module):
-    r"""Batch normalization over every axis except the feature axis.
+    r"""Batch normalization over every axis except the feature axis (Ioffe & Szegedy 2015).
 
     .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \, \gamma + \beta
 
     Training mode normalizes with the batch mean and the BIASED batch variance and updates the
-    running estimates; eval mode normalizes with the running estimates. Defaults follow
-    ``torch.nn.BatchNorm1d/2d/3d``; :meth:`BatchNorm.keras` builds the Keras 3 variant.
+    running estimates; eval mode normalizes with the running estimates. The defaults are
+    ``torch.nn.BatchNorm1d/2d/3d``'s; :meth:`BatchNorm.keras` sets the options to Keras 3's.
 
     Args:
         num_features: C, the size of the feature axis.
-        eps: added to the variance before the square root (> 0). Keras uses 1e-3.
-        momentum: weight of the NEW batch in the running update, in [0, 1]
-            (``running = (1 - momentum) * running + momentum * batch``). ``None`` gives the cumulative
-            average over ``num_batches_tracked`` batches. Keras' ``momentum=0.99`` is the weight of the
-            OLD value and corresponds to 0.01 here.
-        axis: the feature axis. 1 for PyTorch's (N, C, ...) layouts, -1 for channels-last.
+        eps: added to the variance before the square root (> 0). Default 1e-5 (Keras: 1e-3).
+        momentum: the weight of the NEW batch in the running update, in [0, 1], always:
+            ``running = (1 - momentum) * running + momentum * batch``. Default 0.1. ``None`` gives
+            the cumulative average over ``num_batches_tracked`` batches. (Keras calls the weight
+            of the OLD value momentum: its 0.99 is 0.01 here; :meth:`keras` converts.)
+        axis: the feature axis: 1 for PyTorch's (N, C, ...) layouts, -1 for channels last.
         affine: learn ``gamma`` (init 1) and ``beta`` (init 0). If False both are None.
         track_running_stats: keep ``running_mean`` (init 0), ``running_var`` (init 1) and
             ``num_batches_tracked``. If False they are None and eval mode uses batch statistics.
-        virtual_batch_size: ghost batch norm (Hoffer et al. 2017). In training, split the batch into
-            chunks of this many samples and normalize each with its own statistics; the running
-            estimates are updated once per chunk. None (default) uses the whole batch.
-
-    The running variance is updated with the UNBIASED batch variance ``m/(m-1) * var`` (PyTorch);
-    Keras uses the biased one.
+        virtual_batch_size: ghost batch norm (Hoffer et al. 2017): in training, normalize each
+            chunk of this many samples (along axis 0) with its own statistics; the running
+            estimates are updated once per chunk. None (default): the whole batch.
+        unbiased_running_var: feed ``m/(m-1) * var`` to ``running_var`` (True, PyTorch) or the
+            biased ``var`` (False, Keras 3).
+        allow_single_value: a training batch with one value per feature normalizes to ``beta``
+            (True, Keras) instead of raising (False, PyTorch). Needs ``unbiased_running_var=False``
+            when running statistics are tracked (one value has no unbiased variance).
+        fast: use the tuned kernels of :mod:`bnlib._kernels` for training (same numbers to
+            rounding as :mod:`bnlib.functional`'s readable code). Default True.
 
     Shape:
-        Input (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W), or the same with C last and
-        ``axis=-1``; float32 or float64. Output: same shape and dtype.
+        Input: (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W), or C on ``axis``; float32 or
+        float64. Output: same shape and dtype.
 
     Attributes:
-        gamma, beta, running_mean, running_var: float64 arrays of shape (C,) (or None).
-        num_batches_tracked: training forwards seen. training: the current mode.
-        dgamma, dbeta: set by :meth:`backward`.
+        gamma, beta: float64 arrays of shape (C,), or None. ``dgamma``, ``dbeta`` after backward.
+        running_mean, running_var: float64 arrays of shape (C,), or None; num_batches_tracked: int.
+        training: the current mode (:meth:`train`, :meth:`eval`).
+
+    Examples::
+
+        >>> bn = BatchNorm(2)
+        >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+        >>> bn(x).round(4).tolist()                           # training mode: batch statistics
+        [[-1.0, -1.0], [1.0, 1.0]]
+        >>> bn.running_mean.tolist(), bn.running_var.round(6).tolist()
+        ([0.2, 2.0], [1.1, 20.9])
+        >>> bn.backward(np.ones_like(x)).round(12).tolist()   # a constant gradient cancels
+        [[0.0, 0.0], [0.0, 0.0]]
+        >>> bn.eval()(x).round(3).tolist()                    # eval: the running estimates
+        [[0.763, 1.75], [2.67, 6.125]]
     """
 
     param_names = ("gamma", "beta")
@@ -66,48 +84,69 @@ class BatchNorm(Module):
         affine=True,
         track_running_stats=True,
         virtual_batch_size=None,
+        unbiased_running_var=True,
+        allow_single_value=False,
+        fast=True,
     ):
         super().__init__()
         self.num_features = _checks.check_positive_int(num_features, "num_features")
         self.eps = eps
         self.momentum = momentum
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"axis: expected an int, got {type(axis).__name__}")
-        self.axis = int(axis)
+        self.axis = _checks.check_int(axis, "axis")
         self.virtual_batch_size = (
             None if virtual_batch_size is None else _checks.check_positive_int(virtual_batch_size, "virtual_batch_size")
         )
-        self.convention = "pytorch"
-        self.affine = bool(affine)
+        affine = _checks.check_bool(affine, "affine")
+        self.track_running_stats = _checks.check_bool(track_running_stats, "track_running_stats")
+        self.unbiased_running_var = _checks.check_bool(unbiased_running_var, "unbiased_running_var")
+        self.allow_single_value = _checks.check_bool(allow_single_value, "allow_single_value")
+        if self.allow_single_value and self.unbiased_running_var and self.track_running_stats:
+            raise ValueError(
+                "allow_single_value=True needs unbiased_running_var=False when running statistics are tracked: "
+                "a batch with one value per feature has no unbiased variance"
+            )
+        self.fast = _checks.check_bool(fast, "fast")
         self.gamma = np.ones(self.num_features) if affine else None
         self.beta = np.zeros(self.num_features) if affine else None
-        self.track_running_stats = bool(track_running_stats)
         self.reset_running_stats()
-        self.dgamma = None
-        self.dbeta = None
+        self.dgamma = self.dbeta = None
         self._cache = None
 
-    # ---- construction -------------------------------------------------------------------
     @classmethod
-    def keras(cls, num_features, *, momentum=0.99, epsilon=1e-3, axis=-1, center=True, scale=True):
-        """The Keras 3 ``BatchNormalization`` layer's behaviour.
+    def keras(cls, num_features, *, momentum=0.99, epsilon=1e-3, axis=-1, center=True, scale=True, **options):
+        """A layer that behaves like Keras 3's ``BatchNormalization(axis, momentum, epsilon, center, scale)``.
 
-        ``momentum`` is the weight of the OLD moving value (``moving = moving * momentum +
-        batch * (1 - momentum)``); the moving variance is updated with the BIASED batch variance;
-        ``center``/``scale`` switch beta/gamma on or off; channels last by default. A training batch
-        with one value per channel gives ``beta`` (Keras raises no error). Keras computes its
-        moments as ``E[x^2] - E[x]^2``; bnlib keeps its stable two-pass variance.
+        Keras' ``momentum`` is the weight of the OLD moving value; the layer stores
+        ``momentum = 1 - keras_momentum`` (the weight of the new batch, as always in bnlib). The moving
+        variance gets the BIASED batch variance (``unbiased_running_var=False``), a batch with one
+        value per feature gives ``beta`` (``allow_single_value=True``), ``center``/``scale`` switch
+        beta/gamma, channels are last. Other options (``virtual_batch_size``, ``fast``) pass through.
+        Keras itself computes its moments as ``E[x^2] - E[x]^2``; bnlib keeps its stable variance.
+
+        Examples::
+
+            >>> bn = BatchNorm.keras(3)
+            >>> bn.momentum, bn.keras_momentum, bn.eps, bn.axis, bn.unbiased_running_var
+            (0.01, 0.99, 0.001, -1, False)
         """
-        momentum = _checks.check_momentum(momentum, allow_none=False)
-        layer = cls(num_features, eps=epsilon, momentum=1.0 - momentum, axis=axis)
-        layer.convention = "keras"
-        layer.keras_momentum = momentum
-        layer.gamma = np.ones(layer.num_features) if scale else None
-        layer.beta = np.zeros(layer.num_features) if center else None
-        layer.affine = bool(scale or center)
+        keras_momentum = _checks.check_momentum(momentum, allow_none=False, name="momentum (Keras)")
+        layer = cls(
+            num_features,
+            eps=epsilon,
+            momentum=round(1.0 - keras_momentum, 15),
+            axis=axis,
+            unbiased_running_var=False,
+            allow_single_value=True,
+            **options,
+        )
+        if not _checks.check_bool(scale, "scale"):
+            layer.gamma = None
+        if not _checks.check_bool(center, "center"):
+            layer.beta = None
         return layer
 
     def reset_running_stats(self):
+        """Running mean 0, running variance 1, counter 0 (or all None without tracking)."""
         if self.track_running_stats:
             self.running_mean = np.zeros(self.num_features)
             self.running_var = np.ones(self.num_features)
@@ -126,23 +165,31 @@ class BatchNorm(Module):
 
     @property
     def momentum(self):
+        """Weight of the new batch in the running update (None: cumulative average)."""
         return self._momentum
 
     @momentum.setter
     def momentum(self, value):
         self._momentum = _checks.check_momentum(value)
 
-    # Keras' names for the running buffers
+    @property
+    def keras_momentum(self):
+        """The same momentum in Keras' convention (weight of the old value), or None."""
+        return None if self.momentum is None else round(1.0 - self.momentum, 15)
+
     @property
     def moving_mean(self):
+        """Keras' name for ``running_mean``."""
         return self.running_mean
 
     @property
     def moving_variance(self):
+        """Keras' name for ``running_var``."""
         return self.running_var
 
     # ---- forward / backward ---------------------------------------------------------------
-    def _validate(self, x):
+    def _check_state(self, x):
+        """Validate the input and every attribute the forward reads; returns ``(x, axis)``."""
         x = _checks.as_float_array(x)
         _checks.check_ndim(x, (2, 3, 4, 5))
         axis = _checks.normalize_axis(self.axis, x.ndim)
@@ -152,150 +199,157 @@ class BatchNorm(Module):
                 f"(input shape {x.shape})"
             )
         for name in ("gamma", "beta"):
-            value = getattr(self, name)
-            if value is not None:
-                _checks.check_vector(value, self.num_features, name)
-        uses_batch_stats = self.training or not self.track_running_stats
-        if uses_batch_stats:
-            count = x.size // self.num_features
-            if self.virtual_batch_size is not None and self.training:
-                count = count // x.shape[0] * min(self.virtual_batch_size, x.shape[0])
-            if count <= 1 and self.convention == "pytorch":
-                raise ValueError(
-                    "Expected more than 1 value per channel when training, got input shape "
-                    f"{x.shape} (batch size times spatial size is {count})"
-                )
-        if self.training and self.virtual_batch_size is not None:
-            # chunks update the running statistics one by one: check the whole batch first
-            _checks.check_finite(x)
+            _checks.check_param(getattr(self, name), name, (self.num_features,))
+        if self.track_running_stats:
+            for name in ("running_mean", "running_var"):
+                _checks.check_buffer(getattr(self, name), self.num_features, name)
+            if np.shares_memory(self.running_mean, self.running_var):
+                raise ValueError("running_mean and running_var: expected two separate arrays, got shared memory")
+            count = self.num_batches_tracked
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+                raise ValueError(f"num_batches_tracked: expected an int >= 0, got {count!r}")
+        elif self.running_mean is not None or self.running_var is not None:
+            raise ValueError("running_mean/running_var: expected None with track_running_stats=False")
+        _checks.check_bool(self.training, "training")
         return x, axis
 
-    def forward(self, x):
-        """Normalize ``x``; in training mode also update the running statistics."""
-        x, axis = self._validate(x)
-        self._cache = None
-        if not (self.training or not self.track_running_stats):
-            y, cache = F.batch_norm_forward(
-                x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps, axis=axis
-            )
-            self._cache = [(slice(None), cache)]
-            return y
-        chunks = self._chunks(x)
-        if len(chunks) == 1:
-            y, cache = self._forward_batch(x, axis)
-            self._cache = [(slice(None), cache)]
-            return y
-        y = np.empty_like(x)
-        self._cache = []
-        for sl in chunks:
-            y[sl], cache = self._forward_batch(x[sl], axis)
-            self._cache.append((sl, cache))
-        return y
-
-    def _chunks(self, x):
+    def _chunks(self, x, axis):
         v = self.virtual_batch_size
         if not self.training or v is None or v >= x.shape[0]:
             return [slice(None)]
+        if axis == 0:
+            raise ValueError("virtual_batch_size: ghost batches split axis 0, which is the feature axis here")
         return [slice(start, start + v) for start in range(0, x.shape[0], v)]
 
-    def _forward_batch(self, x, axis):
-        # raises on a NaN/inf batch before any running statistic is touched
-        y, mean, var, cache = F.batch_norm_train_forward(x, self.gamma, self.beta, self.eps, axis=axis)
-        if self.training and self.track_running_stats:
-            self._update_running(mean, var, x.size // self.num_features)
-        return y, cache
-
-    def _update_running(self, mean, var, count):
-        self.num_batches_tracked += 1
-        if self.convention == "keras":
-            weight = self.momentum  # stored as 1 - keras momentum: the weight of the new batch
-            batch_var = var
-        else:
-            weight = F.cumulative_momentum(self.num_batches_tracked) if self.momentum is None else self.momentum
-            batch_var = F.unbiased(var, count)
-        F.update_running(self.running_mean, mean, weight)
-        F.update_running(self.running_var, batch_var, weight)
+    def forward(self, x):
+        """Normalize ``x``; in training mode also update the running statistics."""
+        x, axis = self._check_state(x)
+        common = dict(eps=self.eps, axis=axis, return_cache=True)
+        if not self.training and self.track_running_stats:
+            y, cache = F.batch_norm(x, self.running_mean, self.running_var, self.gamma, self.beta, False, **common)
+            self._cache = [(slice(None), cache)]
+            return y
+        update = self.training and self.track_running_stats
+        chunks = self._chunks(x, axis)
+        axes = F.reduction_axes(x.ndim, axis)
+        for sl in chunks:  # check every chunk before the first one updates anything
+            count = _checks.count_over(x[sl].shape, axes)
+            if count <= 1 and not self.allow_single_value:
+                raise ValueError(
+                    "Expected more than 1 value per channel when training, got input shape "
+                    f"{x[sl].shape} (batch size times spatial size is {count})"
+                    + (f"; the last ghost batch of {x[sl].shape[0]} sample(s) is too small" if len(chunks) > 1 else "")
+                )
+            if count <= 1 and update and self.unbiased_running_var:
+                raise ValueError(
+                    f"input: one value per channel (shape {x[sl].shape}) has no unbiased variance; "
+                    "set unbiased_running_var=False (Keras' convention) or use a larger batch"
+                )
+        if update:
+            _checks.check_finite(x)
+        options = dict(
+            unbiased_running_var=self.unbiased_running_var,
+            allow_single_value=self.allow_single_value,
+            fast=self.fast,
+            **common,
+        )
+        outputs, caches = [], []
+        for sl in chunks:
+            momentum = 0.0
+            if update:
+                self.num_batches_tracked += 1
+                momentum = F.cumulative_momentum(self.num_batches_tracked) if self.momentum is None else self.momentum
+            y, cache = F.batch_norm(
+                x[sl],
+                self.running_mean if update else None,
+                self.running_var if update else None,
+                self.gamma,
+                self.beta,
+                True,
+                momentum,
+                **options,
+            )
+            outputs.append(y)
+            caches.append((sl, cache))
+        self._cache = caches
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
 
     def backward(self, dy):
         """Gradient with respect to the input of the last forward; sets ``dgamma`` and ``dbeta``.
 
-        In training mode the batch statistics depend on the input and the full closed form is used;
-        in eval mode (running statistics) ``dx = gamma * dy / sqrt(running_var + eps)``.
+        In training mode the batch statistics depend on the input and the closed form of
+        :func:`bnlib.functional.batch_norm_backward` applies; in eval mode
+        ``dx = gamma * dy / sqrt(running_var + eps)``.
         """
         if self._cache is None:
-            raise ValueError(_NOT_RUN)
+            raise ValueError(NOT_RUN)
         dy = _checks.as_float_array(dy, "dy")
-        full_shape = _cache_shape(self._cache)
-        _checks.check_same_shape(dy, full_shape)
-        if len(self._cache) == 1:
-            dx, dgamma, dbeta = F.batch_norm_backward(dy, self._cache[0][1])
-        else:
-            dx = np.empty_like(dy)
-            dgamma = dbeta = 0.0
-            for sl, cache in self._cache:
-                dx[sl], dg, db = F.batch_norm_backward(dy[sl], cache)
-                dgamma, dbeta = dgamma + dg, dbeta + db
+        shapes = [cache.shape for _, cache in self._cache]
+        full = shapes[0] if len(shapes) == 1 else (sum(s[0] for s in shapes),) + shapes[0][1:]
+        _checks.check_same_shape(dy, full)
+        parts, dgamma, dbeta = [], 0.0, 0.0
+        for sl, cache in self._cache:
+            dx, dg, db = F.batch_norm_backward(dy[sl], cache, fast=self.fast)
+            parts.append(dx)
+            dgamma, dbeta = dgamma + dg, dbeta + db
         self.dgamma = dgamma if self.gamma is not None else None
         self.dbeta = dbeta if self.beta is not None else None
-        return dx
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def __repr__(self):
-        momentum = self.keras_momentum if self.convention == "keras" else self.momentum
         return (
-            f"BatchNorm({self.num_features}, eps={self.eps:g}, momentum={momentum}, axis={self.axis}, "
-            f"convention={self.convention!r}, training={self.training})"
+            f"BatchNorm({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, axis={self.axis}, "
+            f"unbiased_running_var={self.unbiased_running_var}, training={self.training})"
         )
 
 
-def _cache_shape(cache_list):
-    shapes = [c.shape for _, c in cache_list]
-    if len(shapes) == 1:
-        return shapes[0]
-    return (sum(s[0] for s in shapes),) + shapes[0][1:]
-
-
 class LayerNorm(Module):
-    r"""Layer normalization (``torch.nn.LayerNorm``): per-sample statistics over the trailing dims.
+    r"""Layer normalization (``torch.nn.LayerNorm``, Ba et al. 2016).
 
     .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \odot \gamma + \beta
 
-    Mean and biased variance are taken over the last ``len(normalized_shape)`` axes of each sample;
-    ``gamma`` (ones) and ``beta`` (zeros) have shape ``normalized_shape``. No running statistics:
-    train and eval modes compute the same thing, and batch size 1 is fine.
+    Mean and biased variance per sample over the last ``len(normalized_shape)`` axes. No running
+    statistics: train and eval modes compute the same thing, and a batch of one is fine.
+
+    Args:
+        normalized_shape: the trailing shape normalized over (an int or a tuple).
+        eps: added to the variance (> 0). Default 1e-5.
+        elementwise_affine: learn ``gamma`` (ones) and ``beta`` (zeros) of shape ``normalized_shape``.
 
     Shape:
         Input (*, normalized_shape), float32 or float64. Output: same.
+
+    Examples::
+
+        >>> ln = LayerNorm(2, eps=1e-12)
+        >>> ln(np.array([[1.0, 3.0], [-5.0, 5.0]])).round(6).tolist()
+        [[-1.0, 1.0], [-1.0, 1.0]]
     """
 
     param_names = ("gamma", "beta")
 
     def __init__(self, normalized_shape, *, eps=1e-5, elementwise_affine=True):
         super().__init__()
-        shape = tuple(np.atleast_1d(normalized_shape).tolist())
-        for s in shape:
-            _checks.check_positive_int(s, "normalized_shape")
-        self.normalized_shape = shape
+        self.normalized_shape = _checks.check_shape(normalized_shape, "normalized_shape")
         self.eps = _checks.check_eps(eps)
-        self.gamma = np.ones(shape) if elementwise_affine else None
-        self.beta = np.zeros(shape) if elementwise_affine else None
+        affine = _checks.check_bool(elementwise_affine, "elementwise_affine")
+        self.gamma = np.ones(self.normalized_shape) if affine else None
+        self.beta = np.zeros(self.normalized_shape) if affine else None
         self.dgamma = self.dbeta = None
         self._cache = None
 
     def forward(self, x):
-        x = _checks.as_float_array(x)
         for name in ("gamma", "beta"):
-            value = getattr(self, name)
-            if value is not None and np.shape(value) != self.normalized_shape:
-                raise ValueError(f"{name}: expected shape {self.normalized_shape}, got {np.shape(value)}")
-        y, self._cache = F.layer_norm_forward(x, self.normalized_shape, self.gamma, self.beta, self.eps)
+            _checks.check_param(getattr(self, name), name, self.normalized_shape)
+        y, cache = F.layer_norm_forward(x, self.normalized_shape, self.gamma, self.beta, _checks.check_eps(self.eps))
+        self._cache = (cache, self.gamma)
         return y
 
     def backward(self, dy):
         if self._cache is None:
-            raise ValueError(_NOT_RUN)
-        dy = _checks.as_float_array(dy, "dy")
-        _checks.check_same_shape(dy, self._cache.shape)
-        dx, dgamma, dbeta = F.layer_norm_backward(dy, self._cache, self.gamma)
+            raise ValueError(NOT_RUN)
+        cache, gamma = self._cache
+        dx, dgamma, dbeta = F.layer_norm_backward(dy, cache, gamma)
         self.dgamma = dgamma if self.gamma is not None else None
         self.dbeta = dbeta if self.beta is not None else None
         return dx
@@ -307,12 +361,25 @@ class LayerNorm(Module):
 class GroupNorm(Module):
     r"""Group normalization (``torch.nn.GroupNorm``, Wu & He 2018).
 
-    The C channels are split into ``num_groups`` groups; each sample is normalized with the mean and
-    biased variance of each group (over its channels and all spatial positions). Per-channel
-    ``gamma``/``beta``. ``num_groups=1`` is layer norm over (C, H, W); ``num_groups=C`` is instance norm.
+    The C channels are split into ``num_groups`` groups; each sample is normalized with the mean
+    and biased variance of each group (over its channels and all spatial positions).
+    ``num_groups=1`` is layer norm over (C, H, W); ``num_groups=C`` is instance norm.
+
+    Args:
+        num_groups: G, a divisor of ``num_channels``.
+        num_channels: C.
+        eps: added to the variance (> 0). Default 1e-5.
+        affine: learn per-channel ``gamma`` (ones) and ``beta`` (zeros).
 
     Shape:
-        Input (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W). Output: same.
+        Input (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W). Output: same. Each group must
+        hold more than one value.
+
+    Examples::
+
+        >>> gn = GroupNorm(1, 2, eps=1e-12)
+        >>> gn(np.array([[1.0, 3.0]])).round(6).tolist()
+        [[-1.0, 1.0]]
     """
 
     param_names = ("gamma", "beta")
@@ -326,6 +393,7 @@ class GroupNorm(Module):
                 f"num_groups: expected a divisor of num_channels={self.num_channels}, got {self.num_groups}"
             )
         self.eps = _checks.check_eps(eps)
+        affine = _checks.check_bool(affine, "affine")
         self.gamma = np.ones(self.num_channels) if affine else None
         self.beta = np.zeros(self.num_channels) if affine else None
         self.dgamma = self.dbeta = None
@@ -339,18 +407,16 @@ class GroupNorm(Module):
                 f"input: expected {self.num_channels} channels on axis 1, got {x.shape[1]} (input shape {x.shape})"
             )
         for name in ("gamma", "beta"):
-            value = getattr(self, name)
-            if value is not None:
-                _checks.check_vector(value, self.num_channels, name)
-        y, self._cache = F.group_norm_forward(x, self.num_groups, self.gamma, self.beta, self.eps)
+            _checks.check_param(getattr(self, name), name, (self.num_channels,))
+        y, cache = F.group_norm_forward(x, self.num_groups, self.gamma, self.beta, _checks.check_eps(self.eps))
+        self._cache = (cache, self.gamma)
         return y
 
     def backward(self, dy):
         if self._cache is None:
-            raise ValueError(_NOT_RUN)
-        dy = _checks.as_float_array(dy, "dy")
-        _checks.check_same_shape(dy, self._cache.shape)
-        dx, dgamma, dbeta = F.group_norm_backward(dy, self._cache, self.gamma)
+            raise ValueError(NOT_RUN)
+        cache, gamma = self._cache
+        dx, dgamma, dbeta = F.group_norm_backward(dy, cache, gamma)
         self.dgamma = dgamma if self.gamma is not None else None
         self.dbeta = dbeta if self.beta is not None else None
         return dx

@@ -1,16 +1,24 @@
 """The base class every bnlib layer shares: train/eval switches, parameters, call syntax.
 
-A parameter is a plain NumPy array stored as an attribute (``weight``, ``gamma``, ...); after
+A parameter is a NumPy float array stored as an attribute (``weight``, ``gamma``, ...); after
 ``backward`` its gradient is the attribute of the same name with a ``d`` in front (``dweight``,
 ``dgamma``). Optimizers look both up by name on every step, so a user may assign a new array to a
-parameter at any time.
+parameter at any time (the layer checks it at the next forward).
 """
 
 from __future__ import annotations
 
 
 class Module:
-    """Base class: ``forward``/``backward`` neighbours, ``train()``/``eval()``, ``parameters()``."""
+    """Base class: ``forward``/``backward`` neighbours, ``train()``/``eval()``, ``parameters()``.
+
+    Examples::
+
+        >>> from bnlib import BatchNorm
+        >>> bn = BatchNorm(3).eval()
+        >>> bn.training, [name for _, name in bn.parameters()]
+        (False, ['gamma', 'beta'])
+    """
 
     #: names of this module's own parameter attributes (None-valued ones are skipped)
     param_names: tuple[str, ...] = ()
@@ -29,6 +37,12 @@ class Module:
 
     def children(self):
         return []
+
+    def modules(self):
+        """This module and every module below it, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.modules()
 
     def train(self, mode: bool = True):
         """Switch this module and its children to training mode (or eval mode for ``mode=False``)."""

@@ -11,13 +11,22 @@ import numbers
 import numpy as np
 
 from . import _checks
-from .layers import BatchNorm, GroupNorm, LayerNorm
+from .functional import fold_batch_norm
+from .layers import NOT_RUN, BatchNorm, GroupNorm, LayerNorm
 from .module import Module
 
-__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Identity", "Sequential", "SoftmaxCrossEntropy", "mlp", "ACTIVATIONS",
-           "fold_linear_batch_norm"]
-
-_NOT_RUN = "backward() was called before forward(): run forward on a batch first"
+__all__ = [
+    "Linear",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "Identity",
+    "Sequential",
+    "SoftmaxCrossEntropy",
+    "mlp",
+    "ACTIVATIONS",
+    "fold_linear_batch_norm",
+]
 
 
 class Linear(Module):
@@ -26,6 +35,15 @@ class Linear(Module):
     Initialization: ``weight ~ N(0, (gain / sqrt(in_features))^2)``; ``gain=1`` is LeCun's,
     ``sqrt(2)`` He's (for ReLU), ``5/3`` the usual one for tanh. ``bias`` starts at 0; pass
     ``bias=False`` for a layer followed by batch norm, whose mean subtraction cancels any bias.
+
+    Shape:
+        Input (N, in_features), float32 or float64. Output (N, out_features), the input's dtype.
+
+    Examples::
+
+        >>> layer = Linear(3, 2, rng=0)
+        >>> layer(np.ones((4, 3))).shape, layer.weight.shape
+        ((4, 2), (2, 3))
     """
 
     param_names = ("weight", "bias")
@@ -47,93 +65,114 @@ class Linear(Module):
         x = _checks.as_float_array(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"input: expected shape (N, {self.in_features}), got {x.shape}")
-        self._x = x
-        y = x @ self.weight.T.astype(x.dtype, copy=False)
-        if self.bias is not None:
-            y += self.bias.astype(x.dtype, copy=False)
+        weight = _checks.check_param(self.weight, "weight", (self.out_features, self.in_features))
+        bias = _checks.check_param(self.bias, "bias", (self.out_features,))
+        y = x @ weight.T.astype(x.dtype, copy=False)
+        if bias is not None:
+            y += bias.astype(x.dtype, copy=False)
+        self._x = x.copy()  # the caller may change x in place later; the gradient must not follow
+        self._weight = weight.copy()
         return y
 
     def backward(self, dy):
         if self._x is None:
-            raise ValueError(_NOT_RUN)
+            raise ValueError(NOT_RUN)
         dy = _checks.as_float_array(dy, "dy")
         _checks.check_same_shape(dy, (self._x.shape[0], self.out_features))
-        self.dweight = dy.T @ self._x
-        self.dbias = dy.sum(axis=0) if self.bias is not None else None
-        return dy @ self.weight.astype(dy.dtype, copy=False)
+        self.dweight = dy.T.astype(np.float64) @ self._x
+        self.dbias = dy.sum(axis=0, dtype=np.float64) if self.bias is not None else None
+        return dy @ self._weight.astype(dy.dtype, copy=False)
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
 
 
 class _Elementwise(Module):
-    """An activation: forward keeps what backward needs, backward multiplies by the local slope."""
+    """An activation: forward keeps its output and its local slope, backward multiplies by the slope.
+
+    The returned output is never the array the backward reads, so changing it in place does not
+    change the gradient.
+    """
 
     def forward(self, x):
         x = _checks.as_float_array(x)
-        self._y = self._f(x)
-        self._x = x
-        return self._y
+        y, self._slope = self._f(x)
+        self.output = y.copy()  # what diagnostics read (histograms, saturation); not the returned array
+        return y
 
     def backward(self, dy):
-        if getattr(self, "_y", None) is None:
-            raise ValueError(_NOT_RUN)
+        if getattr(self, "_slope", None) is None:
+            raise ValueError(NOT_RUN)
         dy = _checks.as_float_array(dy, "dy")
-        _checks.check_same_shape(dy, self._y.shape)
-        return dy * self._slope()
+        _checks.check_same_shape(dy, self.output.shape)
+        return dy * self._slope
 
 
 class ReLU(_Elementwise):
     """``max(x, 0)``; slope 1 where x > 0, else 0 (a unit that is 0 on the whole batch is "dead")."""
 
     def _f(self, x):
-        return np.maximum(x, 0)
-
-    def _slope(self):
-        return (self._x > 0).astype(self._x.dtype)
+        return np.maximum(x, 0), (x > 0).astype(x.dtype)
 
 
 class Tanh(_Elementwise):
     """``tanh(x)``; slope ``1 - tanh(x)^2``, near 0 when saturated (|tanh| > 0.97)."""
 
     def _f(self, x):
-        return np.tanh(x)
-
-    def _slope(self):
-        return 1 - self._y**2
+        y = np.tanh(x)
+        return y, 1 - y**2
 
 
 class Sigmoid(_Elementwise):
     """``1 / (1 + exp(-x))``; slope ``s (1 - s)``, at most 0.25, near 0 outside [0.03, 0.97]."""
 
     def _f(self, x):
-        return 0.5 * (1 + np.tanh(0.5 * x))  # the same function, with no overflow for large |x|
-
-    def _slope(self):
-        return self._y * (1 - self._y)
+        y = 0.5 * (1 + np.tanh(0.5 * x))  # the same function, with no overflow for large |x|
+        return y, y * (1 - y)
 
 
 class Identity(_Elementwise):
-    """Passes its input through (a placeholder for "no activation")."""
+    """Passes its input through (a placeholder for "no activation"); returns a copy."""
 
     def _f(self, x):
-        return x
-
-    def _slope(self):
-        return 1.0
+        return x.copy(), np.ones((), dtype=x.dtype)
 
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "linear": Identity}
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse."""
+    """Layers applied in order; backward runs them in reverse.
+
+    A layer object may appear only once (at any depth): a layer keeps one backward cache, so
+    using it twice would silently give the gradient of its last use only.
+
+    Examples::
+
+        >>> from bnlib import BatchNorm
+        >>> net = Sequential(Linear(4, 3, rng=0), BatchNorm(3), ReLU())
+        >>> net(np.random.default_rng(0).normal(size=(8, 4))).shape
+        (8, 3)
+        >>> relu = ReLU()
+        >>> Sequential(relu, relu)
+        Traceback (most recent call last):
+        ...
+        ValueError: layer 1: the same ReLU object appears twice; a layer keeps one backward cache, so create a new one for each use
+    """
 
     def __init__(self, *layers):
         super().__init__()
+        seen = {}
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"layer {i}: expected a bnlib Module, got {type(layer).__name__}")
+            for module in layer.modules():
+                if id(module) in seen:
+                    raise ValueError(
+                        f"layer {i}: the same {type(module).__name__} object appears twice; a layer keeps one "
+                        "backward cache, so create a new one for each use"
+                    )
+                seen[id(module)] = module
         self.layers = list(layers)
 
     def children(self):
@@ -187,7 +226,7 @@ class SoftmaxCrossEntropy:
 
     def backward(self):
         if getattr(self, "_probs", None) is None:
-            raise ValueError(_NOT_RUN)
+            raise ValueError(NOT_RUN)
         grad = self._probs.copy()
         grad[np.arange(self._labels.size), self._labels] -= 1
         return grad / self._labels.size
@@ -209,7 +248,7 @@ def mlp(sizes, *, activation="relu", norm=None, gain=None, bias=None, rng=None, 
             (Linear -> activation -> norm).
         norm_kwargs: passed to the norm layers (eps, momentum, num_groups, ...).
     """
-    sizes = [int(s) for s in sizes]
+    sizes = [_checks.check_positive_int(s, "sizes") for s in sizes]
     if len(sizes) < 2:
         raise ValueError(f"sizes: expected at least an input and an output width, got {sizes}")
     if activation not in ACTIVATIONS:
@@ -247,9 +286,16 @@ def _make_norm(kind, width, kwargs):
 
 def fold_linear_batch_norm(linear: Linear, bn: BatchNorm) -> Linear:
     """A new Linear layer equal to ``bn(linear(x))`` with ``bn`` in eval mode (see
-    :func:`bnlib.functional.fold_batch_norm`). The inputs are not modified."""
-    from .functional import fold_batch_norm
+    :func:`bnlib.functional.fold_batch_norm`). The inputs are not modified.
 
+    Examples::
+
+        >>> from bnlib import BatchNorm
+        >>> linear, bn = Linear(3, 2, rng=0), BatchNorm(2).eval()
+        >>> x = np.ones((4, 3))
+        >>> bool(np.allclose(fold_linear_batch_norm(linear, bn)(x), bn(linear(x))))
+        True
+    """
     if not isinstance(linear, Linear) or not isinstance(bn, BatchNorm):
         raise TypeError(f"expected (Linear, BatchNorm), got ({type(linear).__name__}, {type(bn).__name__})")
     if bn.num_features != linear.out_features or bn.running_mean is None:
@@ -257,7 +303,9 @@ def fold_linear_batch_norm(linear: Linear, bn: BatchNorm) -> Linear:
             f"bn: expected {linear.out_features} features with running statistics, got {bn.num_features} "
             f"(track_running_stats={bn.track_running_stats})"
         )
-    weight, bias = fold_batch_norm(linear.weight, linear.bias, bn.running_mean, bn.running_var, bn.gamma, bn.beta, bn.eps)
+    weight, bias = fold_batch_norm(
+        linear.weight, linear.bias, bn.running_mean, bn.running_var, bn.gamma, bn.beta, bn.eps
+    )
     folded = Linear(linear.in_features, linear.out_features, bias=True)
-    folded.weight, folded.bias = weight, bias
+    folded.weight, folded.bias = weight.astype(np.float64), bias.astype(np.float64)
     return folded

@@ -76,8 +76,12 @@ def _coalesce_streams(outputs):
     on timing, and the stored notebook must not."""
     merged = []
     for out in outputs:
-        if merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream" \
-                and merged[-1].get("name") == out.get("name"):
+        if (
+            merged
+            and out.get("output_type") == "stream"
+            and merged[-1].get("output_type") == "stream"
+            and merged[-1].get("name") == out.get("name")
+        ):
             merged[-1]["text"] = merged[-1]["text"] + out["text"]
         else:
             merged.append(out)
@@ -91,13 +95,18 @@ def execute(path: Path) -> float:
     # outputs that are measurements (timings), tagged nbval-ignore-output: kept from the stored notebook
     # while the cell's source is unchanged, so re-running does not churn the file (the book build
     # re-measures them anyway)
-    volatile = {cell.source: cell.outputs for cell in nb.cells
-                if cell.cell_type == "code" and "nbval-ignore-output" in cell.metadata.get("tags", []) and cell.outputs}
+    volatile = {
+        cell.source: cell.outputs
+        for cell in nb.cells
+        if cell.cell_type == "code" and "nbval-ignore-output" in cell.metadata.get("tags", []) and cell.outputs
+    }
     env_backup = os.environ.pop("BNBOOK_STATIC_HTML", None)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        ).execute()
     finally:
         if env_backup is not None:
             os.environ["BNBOOK_STATIC_HTML"] = env_backup

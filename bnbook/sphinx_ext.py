@@ -1,8 +1,8 @@
 """Sphinx extension for bn-book.
 
-* Sets ``BNBOOK_STATIC_HTML=1`` before any chapter executes, so the kernels that run chapters
-  during the build inherit it and ``bnlib.viz.explore`` emits precomputed HTML frames instead of
-  live widgets (see the docstring of ``bnlib.viz``).
+* Switches :func:`bnbook.explore.static_mode` on before any chapter executes, so the kernels that
+  run chapters during the build inherit it and :func:`bnbook.explore.explore` emits precomputed
+  HTML frames instead of live widgets (see the docstring of :mod:`bnbook.explore`).
 * Adds the stylesheet for those static controls.
 * Switches sphinx-thebe off. Jupyter Book 1 always loads it; it declares ``THEBE_JS_URL`` once per
   read of the environment (a page error, "already declared", on every page) and points at a CDN.
@@ -12,11 +12,14 @@
 import os
 from pathlib import Path
 
-STATIC = Path(__file__).resolve().parent.parent / "_static"
+from .explore import STATIC_ENV
+
+#: the book's own stylesheet folder (the repository's ``book/_static``), found from the source dir
+STATIC = Path("book") / "_static"
 
 
 def setup(app):
-    os.environ["BNBOOK_STATIC_HTML"] = "1"
+    os.environ[STATIC_ENV] = "1"
     app.connect("config-inited", _drop_thebe)
     app.connect("builder-inited", _add_static)
     app.add_css_file("bnbook.css")
@@ -24,7 +27,7 @@ def setup(app):
 
 
 def _drop_thebe(app, config):
-    for event, listeners in app.events.listeners.items():
+    for listeners in app.events.listeners.values():
         for listener in list(listeners):
             if getattr(listener.handler, "__module__", "").startswith("sphinx_thebe"):
                 app.disconnect(listener.id)
@@ -33,5 +36,6 @@ def _drop_thebe(app, config):
 
 
 def _add_static(app):
-    if str(STATIC) not in app.config.html_static_path:
-        app.config.html_static_path.append(str(STATIC))
+    static = str(Path(app.srcdir) / STATIC)
+    if static not in app.config.html_static_path:
+        app.config.html_static_path.append(static)

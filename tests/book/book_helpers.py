@@ -11,25 +11,29 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_book():
     """Build with dev.py (warnings are errors); returns (returncode, log, seconds)."""
     env = dict(os.environ, BNBOOK_VENV=sys.prefix)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(ROOT / "dev.py"), "book"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "dev.py"), "book"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     return result.returncode, result.stdout + result.stderr, time.perf_counter() - start
 
 
 def pages():
     """Every HTML page of the built book, relative to _build/html."""
     skip = {"genindex.html"}
-    return sorted(str(p.relative_to(HTML)) for p in HTML.rglob("*.html")
-                  if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts)
+    return sorted(
+        str(p.relative_to(HTML))
+        for p in HTML.rglob("*.html")
+        if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts
+    )
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

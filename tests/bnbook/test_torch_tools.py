@@ -39,7 +39,9 @@ def test_sync_bn_demo_reproduces_the_full_batch():
 
 
 def test_train_cnn_learns_and_bandwidth_sweep_reports():
-    run = torch_tools.train_cnn(True, data.load_digits(images=True, dtype=np.float32), epochs=2, device=torch.device("cpu"))
+    run = torch_tools.train_cnn(
+        True, data.load_digits(images=True, dtype=np.float32), epochs=2, device=torch.device("cpu")
+    )
     assert run.test_accuracy[-1] > 0.8
     rows = torch_tools.bandwidth_sweep([0.5], torch.device("cpu"), repeats=3)
     assert rows[0]["bn_gbps"] > 0 and rows[0]["copy_gbps"] > 0

@@ -3,7 +3,6 @@
 import re
 
 import pytest
-
 from book_helpers import HTML, build_book, pages
 
 pytestmark = pytest.mark.book

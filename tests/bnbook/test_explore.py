@@ -1,4 +1,4 @@
-"""bnlib.viz.explore: the grid, labels, both displays, and bad arguments."""
+"""bnbook.explore: the grid, labels, both displays, the markup, and bad arguments."""
 
 import base64
 import re
@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from bnlib import figures, viz
+from bnbook import explore as explore_module
+from bnbook.explore import explore
 
 
 def plot(a=1.0, kind="sin", flip=False):
@@ -23,7 +24,7 @@ def plot(a=1.0, kind="sin", flip=False):
 
 
 def test_grid_order_initial_values_and_labels():
-    e = viz.explore(plot, a=[0.5, 1.0, 2.0], kind=["sin", "cos"], flip=[False, True], labels={"a": "frequency"})
+    e = explore(plot, a=[0.5, 1.0, 2.0], kind=["sin", "cos"], flip=[False, True], labels={"a": "frequency"})
     assert e.n_frames == 12
     combos = list(e.combinations())
     assert combos[0] == {"a": 0.5, "kind": "sin", "flip": False}
@@ -31,11 +32,14 @@ def test_grid_order_initial_values_and_labels():
     assert all(e._index(c) == i for i, c in enumerate(combos))
     assert e.initial == {"a": 1.0, "kind": "sin", "flip": False}  # the function's own defaults
     assert e.labels["a"] == "frequency" and e.labels["kind"] == "kind"
-    assert repr(e) == "Interactive figure 'plot' (12 combinations; frequency: 0.5, 1, 2; kind: sin, cos; flip: False, True)"
+    assert (
+        repr(e)
+        == "Interactive figure 'plot' (12 combinations; frequency: 0.5, 1, 2; kind: sin, cos; flip: False, True)"
+    )
 
 
 def test_static_html_has_one_distinct_frame_per_combination_and_labelled_controls():
-    e = viz.explore(plot, a=[0.5, 2.0], kind=["sin", "cos"], flip=[False, True])
+    e = explore(plot, a=[0.5, 2.0], kind=["sin", "cos"], flip=[False, True])
     page = e.to_html()
     frames = re.search(r'-frames">(\[.*?\])</script>', page).group(1)
     decoded = [base64.b64decode(f.split(",", 1)[1]) for f in __import__("json").loads(frames)]
@@ -49,7 +53,7 @@ def test_static_html_has_one_distinct_frame_per_combination_and_labelled_control
 
 
 def test_mimebundle_static_vs_live(monkeypatch):
-    e = viz.explore(plot, a=[1.0, 2.0])
+    e = explore(plot, a=[1.0, 2.0])
     monkeypatch.setenv("BNBOOK_STATIC_HTML", "1")
     static = e._repr_mimebundle_()
     assert set(static) == {"text/html", "text/plain"}
@@ -60,7 +64,7 @@ def test_mimebundle_static_vs_live(monkeypatch):
 
 
 def test_live_widget_updates_the_image():
-    e = viz.explore(plot, a=[1.0, 2.0], kind=["sin", "cos"])
+    e = explore(plot, a=[1.0, 2.0], kind=["sin", "cos"])
     panel = e.widget()
     image = panel.children[2]
     before = image.value
@@ -80,36 +84,40 @@ def test_live_widget_updates_the_image():
         ({"a": "abc"}, TypeError, "a: expected a list of values, got str"),
         ({"a": [1, [2]]}, TypeError, "a: expected numbers, strings or booleans, got list"),
         ({"a": [1, 1]}, ValueError, "a: expected distinct values"),
-        ({"a": list(range(10)), "kind": ["sin", "cos"], "flip": [False, True], "max_frames": 30},
-         ValueError, "grid: 40 combinations, more than max_frames=30"),
+        (
+            {"a": list(range(10)), "kind": ["sin", "cos"], "flip": [False, True], "max_frames": 30},
+            ValueError,
+            "grid: 40 combinations, more than max_frames=30",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
-        viz.explore(plot, **kwargs)
+        explore(plot, **kwargs)
 
 
 def test_plot_fn_must_be_callable():
     with pytest.raises(TypeError, match="plot_fn: expected a callable"):
-        viz.explore("plot", a=[1])
+        explore("plot", a=[1])
 
 
 def test_every_registered_figure_has_a_valid_grid_and_alt_text():
-    assert len(figures.REGISTRY) >= 2
-    for name, fn in figures.REGISTRY.items():
-        e = viz.explore(fn)
+    assert len(explore_module.all_figures()) >= 2
+    for name, fn in explore_module.all_figures().items():
+        e = explore(fn)
         assert e.alt and e.title, name
-        assert 2 <= e.n_frames <= viz.MAX_FRAMES, name
+        assert 2 <= e.n_frames <= explore_module.MAX_FRAMES, name
 
 
 def test_every_explore_call_in_the_book_uses_a_registered_figure():
     # so the latency benchmark, which walks the registry, times every interactive figure of the book
     from pathlib import Path
 
-    book = Path(__file__).resolve().parent.parent / "book"
+    book = Path(__file__).resolve().parents[2] / "book"
     calls = []
     for nb in book.glob("*.ipynb"):
-        calls += re.findall(r"viz\.explore\(([^,)\\]+)", nb.read_text())
-    assert calls, "no interactive figure found in the book"
-    for call in calls:
-        assert call.startswith("figures.") and call.split(".", 1)[1] in figures.REGISTRY, call
+        calls += re.findall(r"[^.\w]explore\((ch\d\d)\.(\w+)", nb.read_text())
+    assert len(calls) >= 8, f"expected the book's 8 interactive figures, found {calls}"
+    registry = explore_module.all_figures()
+    for module, name in calls:
+        assert name in registry and registry[name].__module__.split(".")[-1].startswith(module), (module, name)

@@ -10,14 +10,21 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
 from book_helpers import ROOT, Server, build_book, pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.book]
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 
 

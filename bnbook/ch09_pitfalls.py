@@ -1,20 +1,23 @@
-"""The common batch-norm mistakes, each as a small experiment that returns the size of the error.
-
-Chapter 9 calls these next to the correct versions; the tests check the numbers the chapter states.
-Every function here implements a mistake ON PURPOSE; none of it is for use in a model.
+"""Chapter 9 (pitfalls): the common batch-norm mistakes, each as a small experiment that returns
+the size of the error. Every function here implements a mistake ON PURPOSE; none of it is for
+use in a model.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import numpy as np
 
-from . import functional as F
-from .layers import BatchNorm
+from bnlib import BatchNorm, Sequential
+from bnlib import functional as F
+from bnlib.data import load_digits
+from bnlib.train import fit
 
-__all__ = ["forgot_sqrt", "mean_over_all_elements", "ConstantStatsBatchNorm", "mixed_momentum",
-           "one_pass_nan", "divide_by_variance", "keras_batch_of_one"]
+from .ch03_backward import ConstantStatsBatchNorm
+from .ch07_training import build_mlp
+from .style import PALETTE, pyplot
 
 
 def forgot_sqrt(x, eps=1e-5):
@@ -34,20 +37,6 @@ def mean_over_all_elements(x, eps=1e-5):
     Returns ``(per_feature_mean, per_feature_std)`` of the wrong output (the correct ones are 0 and 1)."""
     wrong = (x - x.mean()) / np.sqrt(x.var() + eps)
     return wrong.mean(axis=0), wrong.std(axis=0)
-
-
-class ConstantStatsBatchNorm(BatchNorm):
-    """A BatchNorm whose training-mode backward treats the batch mean and variance as constants:
-    ``dx = gamma * dy / sqrt(var + eps)``. The forward pass and dgamma, dbeta are correct."""
-
-    def backward(self, dy):
-        dx = super().backward(dy)  # sets dgamma, dbeta (correct) and validates dy
-        if not self.training:
-            return dx
-        (_, cache), = self._cache
-        scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
-        view = F._view3d(dy, cache.axis)
-        return (view * scale).reshape(cache.shape)
 
 
 class MomentumMixup(NamedTuple):
@@ -104,10 +93,6 @@ def keras_batch_of_one(steps=200, seed=0):
 
 def with_constant_stats_backward(model):
     """A copy of ``model`` whose BatchNorm layers use the constant-statistics backward."""
-    import copy
-
-    from .nn import Sequential
-
     layers = []
     for layer in model.layers:
         if type(layer) is BatchNorm:
@@ -121,9 +106,6 @@ def with_constant_stats_backward(model):
 
 def train_wrong_backward(*, seeds=(0, 1, 2), epochs=8, lr=0.05, batch_size=16, depth=4):
     """Final test accuracy and training loss per epoch, correct against constant-statistics backward."""
-    from .data import load_digits
-    from .experiments import build_mlp, fit
-
     data = load_digits()
     out = {"correct": [], "constant statistics": []}
     for seed in seeds:
@@ -132,3 +114,17 @@ def train_wrong_backward(*, seeds=(0, 1, 2), epochs=8, lr=0.05, batch_size=16, d
         out["correct"].append(fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
         out["constant statistics"].append(fit(wrong, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
     return out
+
+
+def mistake_sizes(errors: dict):
+    """One bar per mistake: the size of its error (relative, log scale), the 1% line dotted."""
+    plt = pyplot()
+    names = list(errors)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.0))
+    ax.barh(names, [errors[k] for k in names], color=PALETTE[1])
+    ax.set_xscale("log")
+    ax.axvline(0.01, color="0.4", ls=":", lw=1)
+    ax.set_xlabel("size of the error (relative to the correct value)")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=9)
+    return fig

@@ -4,12 +4,11 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+import keras  # noqa: E402  (the backend must be chosen before the import)
 import numpy as np
 import pytest
 
 import bnlib
-
-import keras  # noqa: E402  (the backend must be chosen before the import)
 
 
 @pytest.mark.parametrize("center, scale", [(True, True), (False, False), (True, False), (False, True)])

@@ -7,9 +7,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import bn_layouts, momenta, seeds
 
 import bnlib
-from strategies import bn_layouts, momenta, seeds
 
 settings.register_profile("bnlib", deadline=None, max_examples=40)
 settings.load_profile("bnlib")
@@ -228,7 +228,9 @@ def test_bad_momentum(momentum):
         bnlib.BatchNorm(3, momentum="0.1")
 
 
-@pytest.mark.parametrize("make", [lambda: bnlib.BatchNorm(3), lambda: bnlib.LayerNorm(3), lambda: bnlib.GroupNorm(1, 3)])
+@pytest.mark.parametrize(
+    "make", [lambda: bnlib.BatchNorm(3), lambda: bnlib.LayerNorm(3), lambda: bnlib.GroupNorm(1, 3)]
+)
 def test_backward_before_forward(make):
     with pytest.raises(ValueError, match=r"backward\(\) was called before forward\(\)"):
         make().backward(np.zeros((2, 3)))

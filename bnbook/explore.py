@@ -1,4 +1,4 @@
-"""The book's figure style and its interactive figures, live in Jupyter and static in the HTML book.
+"""Interactive figures, live in Jupyter and static in the HTML book: :func:`explore`.
 
 ``explore(plot_fn, batch_size=[2, 8, 64], momentum=[0.01, 0.1])`` returns an :class:`Explorer`.
 Displayed in Jupyter it is a live ipywidgets panel (one control per parameter) driving the PNG
@@ -18,11 +18,14 @@ Why this design, rather than the alternatives:
   into every page for what a dozen lines of script do here.
 
 One object carries both views through ``_repr_mimebundle_``: the widget view for Jupyter, and
-``text/html`` when the environment variable ``BNBOOK_STATIC_HTML=1`` is set, which the book's
-Sphinx extension (``book/_ext/bnbook.py``) does for the kernels that execute chapters during a
-build. The frames are therefore computed only during the book build, and the committed notebooks
-store only a short text line for each interactive figure. The same ``text/plain`` line is produced
-in both modes, so nbval compares it strictly.
+``text/html`` when :func:`static_mode` is on, which the book's Sphinx extension
+(:mod:`bnbook.sphinx_ext`) switches on for the kernels that execute chapters during a build. The
+switch is defined here once (:data:`STATIC_ENV`). The same ``text/plain`` line is produced in both
+modes, so nbval compares it strictly.
+
+Figures that are interactive carry their default grid (``@interactive``) and are listed in
+:data:`REGISTRY` once their chapter module is imported; :func:`all_figures` imports every chapter
+so the latency benchmark times every interactive figure of the book.
 """
 
 from __future__ import annotations
@@ -30,76 +33,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import importlib
 import inspect
-import io
 import itertools
 import json
 import numbers
 import os
 import time
 
-__all__ = ["PALETTE", "use_style", "explore", "Explorer", "static_mode", "figure_to_png", "compact_png"]
-
-#: Okabe & Ito's colour-blind-safe palette (black first, then the eight hues)
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
-
-STYLE = {
-    "figure.figsize": (6.4, 3.6),
-    "figure.dpi": 100,
-    "savefig.dpi": 100,
-    "figure.constrained_layout.use": True,
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.labelsize": 11,
-    "legend.fontsize": 10,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "lines.linewidth": 2.0,
-    "image.cmap": "viridis",
-    "svg.hashsalt": "bn-book",
-}
+from .style import compact_png, figure_to_png
 
 STATIC_ENV = "BNBOOK_STATIC_HTML"
+
+
 MAX_FRAMES = 64
-
-
-def use_style():
-    """Apply the book's matplotlib style (palette, sizes) to every later figure."""
-    import matplotlib as mpl
-    from cycler import cycler
-
-    mpl.rcParams.update(STYLE)
-    mpl.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
 
 
 def static_mode() -> bool:
     """True while the book is being built: interactive figures render as static HTML frames."""
     return os.environ.get(STATIC_ENV) == "1"
-
-
-def figure_to_png(fig, dpi=None) -> bytes:
-    """Encode a matplotlib figure as PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def compact_png(png: bytes, colors: int = 128) -> bytes:
-    """Re-encode a PNG with a palette of ``colors`` (median cut): about a third of the bytes for line
-    art, with no visible change. Used for the frames embedded in the HTML book (tens per figure)."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
-    out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
-    return out.getvalue()
 
 
 def _check_value(name, value):
@@ -140,6 +92,8 @@ class Explorer:
             )
         self.grid = {}
         for name, values in grid.items():
+            if not (isinstance(name, str) and name.isidentifier()):
+                raise ValueError(f"grid: parameter names must be Python identifiers, got {name!r}")
             if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
                 raise TypeError(f"{name}: expected a list of values, got {type(values).__name__}")
             values = [_check_value(name, v) for v in values]
@@ -202,12 +156,20 @@ class Explorer:
         for name, values in self.grid.items():
             label = self.labels[name]
             if all(isinstance(v, bool) for v in values) and len(values) == 2:
-                control = w.ToggleButtons(options=[(str(v), v) for v in values], value=self.initial[name], description=label)
+                control = w.ToggleButtons(
+                    options=[(str(v), v) for v in values], value=self.initial[name], description=label
+                )
             elif all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-                control = w.SelectionSlider(options=[(_format(v), v) for v in values], value=self.initial[name],
-                                            description=label, continuous_update=False)
+                control = w.SelectionSlider(
+                    options=[(_format(v), v) for v in values],
+                    value=self.initial[name],
+                    description=label,
+                    continuous_update=False,
+                )
             else:
-                control = w.Dropdown(options=[(_format(v), v) for v in values], value=self.initial[name], description=label)
+                control = w.Dropdown(
+                    options=[(_format(v), v) for v in values], value=self.initial[name], description=label
+                )
             control.style.description_width = "initial"
             controls[name] = control
         image = w.Image(value=self.render(), format="png", layout=w.Layout(max_width="100%"))
@@ -220,18 +182,26 @@ class Explorer:
 
         for control in controls.values():
             control.observe(update, names="value")
-        return w.VBox([w.HTML(f"<b>{html.escape(self.title)}</b>"), w.HBox(list(controls.values()),
-                       layout=w.Layout(flex_flow="row wrap")), image, status])
+        return w.VBox(
+            [
+                w.HTML(f"<b>{html.escape(self.title)}</b>"),
+                w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")),
+                image,
+                status,
+            ]
+        )
 
     # ---- the HTML book: precomputed frames ---------------------------------------------
     def to_html(self) -> str:
         """Self-contained HTML: native controls, every frame as PNG data, a few lines of script."""
         uid = "bnx-" + hashlib.sha1(repr((self.title, self.grid)).encode()).hexdigest()[:10]
-        frames = ["data:image/png;base64," + base64.b64encode(compact_png(self.render(**combo))).decode()
-                  for combo in self.combinations()]
+        frames = [
+            "data:image/png;base64," + base64.b64encode(compact_png(self.render(**combo))).decode()
+            for combo in self.combinations()
+        ]
         controls = []
         for name, values in self.grid.items():
-            cid = f"{uid}-{name}"
+            cid = html.escape(f"{uid}-{name}")
             label = html.escape(self.labels[name])
             index = values.index(self.initial[name])
             if all(isinstance(v, bool) for v in values) and len(values) == 2:
@@ -269,12 +239,12 @@ class Explorer:
             f'<p class="bnx-title"><strong>{html.escape(self.title)}</strong> '
             f'<span class="bnx-hint">(interactive: move the controls)</span></p>'
             f'<form class="bnx-controls" aria-label="Controls for {html.escape(self.title)}" onsubmit="return false">'
-            f'{"".join(controls)}</form>'
+            f"{''.join(controls)}</form>"
             f'<img class="bnx-img" id="{uid}-img" src="{frames[start]}" '
             f'alt="{html.escape(self.alt)} ({html.escape(self.describe())})" style="max-width:100%">'
             f'<p class="bnx-status" id="{uid}-status" aria-live="polite">{html.escape(self.describe())}</p>'
-            f'<script type="application/json" id="{uid}-frames">{json.dumps(frames)}</script>'
-            f'<script type="application/json" id="{uid}-spec">{html.escape(json.dumps(spec), quote=False)}</script>'
+            f'<script type="application/json" id="{uid}-frames">{_script_json(frames)}</script>'
+            f'<script type="application/json" id="{uid}-spec">{_script_json(spec)}</script>'
             f"<script>{_SCRIPT.replace('__UID__', uid)}</script>"
             f"</div>"
         )
@@ -311,6 +281,12 @@ img.src=f[i];img.alt=s.alt+' ('+d.join(', ')+')';st.textContent=d.join(', ');r.d
 cs.forEach(function(c){c.addEventListener('input',upd);c.addEventListener('change',upd);});})();"""
 
 
+def _script_json(value) -> str:
+    """JSON safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` as JSON escapes, not HTML
+    entities (a script's text is not HTML-decoded, so ``&amp;`` would reach the reader as is)."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _initial(fn, name, values):
     """The first frame shows plot_fn's own default for a parameter when the grid has it, else the
     middle value (the first for booleans)."""
@@ -332,15 +308,23 @@ def _accepted_parameters(fn):
     params = signature.parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return {
+        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
 
 
 def explore(plot_fn, *, title=None, alt=None, labels=None, max_frames=MAX_FRAMES, **grid) -> Explorer:
     """An interactive figure over a grid of parameter values; see the module docstring.
 
     ``plot_fn(**values)`` must return a matplotlib Figure. If ``plot_fn`` carries a default grid
-    (``plot_fn.grid``, as the figures in :mod:`bnlib.figures` do), keyword arguments override its
-    entries. Example: ``explore(figures.running_estimates, batch_size=[2, 8, 64])``.
+    (``plot_fn.grid``, as the chapters' ``@interactive`` figures do), keyword arguments override
+    its entries.
+
+    Examples::
+
+        >>> from bnbook import ch04_running_stats as ch04
+        >>> explore(ch04.running_estimates_plot, batch_size=[2, 8], steps=[10], momentum=[0.1])
+        Interactive figure 'Running estimates' (2 combinations; momentum: 0.1; batch size: 2, 8; training steps: 10)
     """
     base = dict(getattr(plot_fn, "grid", {}) or {})
     base.update(grid)
@@ -348,3 +332,39 @@ def explore(plot_fn, *, title=None, alt=None, labels=None, max_frames=MAX_FRAMES
     alt = alt or getattr(plot_fn, "alt", None)
     labels = {**(getattr(plot_fn, "labels", None) or {}), **(labels or {})}
     return Explorer(plot_fn, base, title=title, alt=alt, labels=labels, max_frames=max_frames)
+
+
+#: name -> function, for every interactive figure of the book
+REGISTRY: dict = {}
+
+
+def interactive(*, title, alt, labels=None, **grid):
+    """Register an interactive figure with its default grid of control values."""
+
+    def decorate(fn):
+        fn.grid, fn.title, fn.alt, fn.labels = grid, title, alt, labels or {}
+        REGISTRY[fn.__name__] = fn
+        return fn
+
+    return decorate
+
+
+CHAPTER_MODULES = (
+    "intro",
+    "ch01_why_normalize",
+    "ch02_algorithm",
+    "ch03_backward",
+    "ch04_running_stats",
+    "ch05_small_batches",
+    "ch06_convolutions",
+    "ch07_training",
+    "ch08_pytorch",
+    "ch09_pitfalls",
+)
+
+
+def all_figures() -> dict:
+    """Import every chapter module and return :data:`REGISTRY` (name -> interactive figure)."""
+    for name in CHAPTER_MODULES:
+        importlib.import_module(f"bnbook.{name}")
+    return dict(REGISTRY)

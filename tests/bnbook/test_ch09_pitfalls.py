@@ -4,25 +4,26 @@ import numpy as np
 import pytest
 
 import bnlib
+from bnbook import ch03_backward, ch09_pitfalls
 from bnlib import functional as F
-from bnlib import gradcheck, pitfalls
+from bnlib import gradcheck
 
 
 def test_forgot_sqrt_output_spread_is_inverse_std():
     x = np.random.default_rng(0).normal(0.0, [0.1, 1.0, 10.0], size=(4096, 3))
-    correct, wrong = pitfalls.forgot_sqrt(x)
+    correct, wrong = ch09_pitfalls.forgot_sqrt(x)
     np.testing.assert_allclose(correct, 1, atol=1e-3)
     np.testing.assert_allclose(wrong, 1 / x.std(axis=0), rtol=1e-3)
 
 
 def test_mean_over_all_elements_leaves_features_unnormalized():
     x = np.random.default_rng(1).normal([-5.0, 50.0], [0.1, 10.0], size=(512, 2))
-    mean, std = pitfalls.mean_over_all_elements(x)
+    mean, std = ch09_pitfalls.mean_over_all_elements(x)
     assert np.abs(mean).max() > 0.5 and std.min() < 0.01
 
 
 def test_constant_stats_batchnorm_is_wrong_in_training_and_right_in_eval():
-    layer = pitfalls.ConstantStatsBatchNorm(3)
+    layer = ch03_backward.ConstantStatsBatchNorm(3)
     x = np.random.default_rng(2).normal(size=(8, 3))
     assert gradcheck.check_layer(layer, x, rng=3).errors["x"] > 0.1
     layer(x)
@@ -37,28 +38,28 @@ def test_constant_stats_batchnorm_is_wrong_in_training_and_right_in_eval():
 def test_with_constant_stats_backward_copies_parameters():
     model = bnlib.mlp([4, 5, 3], norm="batch", rng=0)
     model[1].gamma[:] = 2.0
-    wrong = pitfalls.with_constant_stats_backward(model)
-    assert isinstance(wrong[1], pitfalls.ConstantStatsBatchNorm) and np.all(wrong[1].gamma == 2.0)
+    wrong = ch09_pitfalls.with_constant_stats_backward(model)
+    assert isinstance(wrong[1], ch03_backward.ConstantStatsBatchNorm) and np.all(wrong[1].gamma == 2.0)
     x = np.random.default_rng(0).normal(size=(6, 4))
     np.testing.assert_allclose(wrong(x), model(x))  # same forward
 
 
 def test_mixed_momentum_spread_is_one_batch():
-    mix = pitfalls.mixed_momentum(seeds=range(40))
+    mix = ch09_pitfalls.mixed_momentum(seeds=range(40))
     assert mix.estimates_wrong.std() == pytest.approx(2 / np.sqrt(8), rel=0.25)
     assert mix.estimates_right.std() < 0.2 * mix.estimates_wrong.std()
 
 
 def test_one_pass_nan_and_divide_by_variance():
-    share, lowest = pitfalls.one_pass_nan(features=32)
+    share, lowest = ch09_pitfalls.one_pass_nan(features=32)
     assert share > 0.2 and lowest < 0
-    correct, misread = pitfalls.divide_by_variance(np.array([3.0, 5.0]), 4.0, 4.0, eps=0.0)
+    correct, misread = ch09_pitfalls.divide_by_variance(np.array([3.0, 5.0]), 4.0, 4.0, eps=0.0)
     np.testing.assert_allclose(correct, [-0.5, 0.5])
     np.testing.assert_allclose(misread, [-0.25, 0.25])
 
 
 def test_keras_batch_of_one_outputs_beta_and_variance_decays():
-    outputs, trace, eval_std = pitfalls.keras_batch_of_one(steps=100)
+    outputs, trace, eval_std = ch09_pitfalls.keras_batch_of_one(steps=100)
     assert np.all(outputs == 0.0)
     np.testing.assert_allclose(trace[-1], 0.99**100, rtol=1e-6)  # each step multiplies it by the momentum
     assert eval_std > 2
