@@ -2,7 +2,8 @@
 """bn-book's one entry point. Needs only Python 3: it makes its own virtual environment.
 
     python3 dev.py book      build the HTML book into _build/html (executes the chapters)
-    python3 dev.py test      run every test: unit, notebooks (nbval), book build, browser
+    python3 dev.py test      run every test: lint, unit, notebooks (nbval), book build, browser
+    python3 dev.py test-lib  the fast loop: ruff and the library tests only (seconds)
     python3 dev.py execute   re-execute the chapter notebooks in place (outputs committed)
     python3 dev.py bench     run the benchmarks under benchmarks/
     python3 dev.py lab       open the notebooks in JupyterLab with live widgets
@@ -10,11 +11,13 @@
 Environment variables:
     BNBOOK_SKIP_BROWSER=1    skip the browser test (it needs Debian's chromium; see README)
     BNBOOK_VENV=path         use another virtual environment than .venv
+    BNBOOK_BASE_URL=url      the published address: canonical links (see README, "Publishing")
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -75,14 +78,14 @@ def setup():
 
 
 def build_book(strict=True):
-    """Build the HTML book; clear the execution cache if bnlib changed since the last build."""
+    """Build the HTML book; clear the execution cache if bnlib or bnbook changed since the last build."""
     setup()
     BUILD.mkdir(exist_ok=True)
     stamp = BUILD / ".bnlib-digest"
-    digest = _digest(ROOT / "bnlib")
+    digest = _digest(ROOT / "bnlib", ROOT / "bnbook")
     cache = BUILD / ".jupyter_cache"
     if cache.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        log("bnlib changed since the last build: clearing the notebook execution cache")
+        log("bnlib or bnbook changed since the last build: clearing the notebook execution cache")
         shutil.rmtree(cache)
     start = time.perf_counter()
     cmd = [BIN / "jupyter-book", "build", ".", "--keep-going"]
@@ -95,8 +98,6 @@ def build_book(strict=True):
     base_url = os.environ.get("BNBOOK_BASE_URL", "").strip()
     config = None
     if base_url:
-        import json  # a JSON string is a valid YAML scalar, quoted and escaped
-
         lines = (ROOT / "_config.yml").read_text().splitlines()
         at = next((i for i, line in enumerate(lines) if line.rstrip() == "html:"), None)
         if at is None:
@@ -137,8 +138,26 @@ def ensure_chromium():
         log("chromium not found; the browser test will fail with instructions (or set BNBOOK_SKIP_BROWSER=1)")
 
 
+def lint():
+    """ruff (lint and format check) over the code base; returns its exit status."""
+    paths = ["bnlib", "bnbook", "tests", "benchmarks", "tools", "dev.py"]
+    rc = run([BIN / "ruff", "check", *paths]).returncode
+    rc |= run([BIN / "ruff", "format", "--check", *paths]).returncode
+    if rc:
+        log("ruff found problems: run `.venv/bin/ruff check --fix` and `.venv/bin/ruff format`, then look again")
+    return rc
+
+
+def test_lib(extra):
+    setup()
+    rc = lint()
+    return rc or run([PY, "-m", "pytest", "tests/bnlib", "-q", *extra]).returncode
+
+
 def test(extra):
     setup()
+    if lint():
+        return 1
     ensure_chromium()
     cmd = [
         PY,
@@ -177,9 +196,12 @@ def bench(extra):
     return rc
 
 
-def lab():
+def lab(extra):
     setup()
-    return run([BIN / "jupyter", "lab", "book"]).returncode
+    cmd = [BIN / "jupyter", "lab", "book", *extra]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
+        cmd.append("--allow-root")  # Jupyter refuses root without it; the README's machines run as root
+    return run(cmd).returncode
 
 
 def main(argv):
@@ -191,16 +213,21 @@ def main(argv):
         return build_book(strict="--lenient" not in rest)
     if command == "test":
         return test(rest)
+    if command == "test-lib":
+        return test_lib(rest)
     if command == "execute":
         return execute(rest)
     if command == "bench":
         return bench(rest)
     if command == "lab":
-        return lab()
+        return lab(rest)
     if command == "setup":
         setup()
         return 0
-    print(f"unknown command {command!r}; expected book, test, execute, bench, lab or setup\n{__doc__}", file=sys.stderr)
+    print(
+        f"unknown command {command!r}; expected book, test, test-lib, execute, bench, lab or setup\n{__doc__}",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -4,7 +4,7 @@ For each tensor size: the median time of BatchNorm2d forward+backward and of ``o
 achieved bandwidth of each, counting the minimum traffic (batch norm: read x, write y; read x and dy,
 write dx = 5 tensor sizes; copy: 2 sizes). Runs on the device bnbook.torch_tools.select_device() picks
 (set BNBOOK_DEVICE to override). Writes JSON with the device name, date and versions to
-benchmarks/results/bandwidth-<device type>.json, or to --out.
+benchmarks/results/latest/bandwidth-<device type>.json (--save: the committed benchmarks/results/), or to --out.
 
     python benchmarks/bench_bandwidth.py [--sizes-mb 1 4 16 64 256] [--repeats 20] [--out PATH]
 """
@@ -23,7 +23,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[1, 4, 16, 64, 256])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="where to write the JSON (default benchmarks/results/latest/)")
+    parser.add_argument(
+        "--save", action="store_true", help="overwrite the committed benchmarks/results/bandwidth-<device>.json"
+    )
     args = parser.parse_args(argv)
     if any(s <= 0 for s in args.sizes_mb):
         parser.error(f"--sizes-mb: expected positive sizes, got {args.sizes_mb}")
@@ -39,7 +42,8 @@ def main(argv=None):
         )
 
     rows = torch_tools.bandwidth_sweep(args.sizes_mb, device, repeats=args.repeats, progress=progress)
-    out = args.out or os.path.join(os.path.dirname(__file__), "results", f"bandwidth-{device.type}.json")
+    folder = ("results",) if args.save else ("results", "latest")
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), *folder, f"bandwidth-{device.type}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"meta": meta, "results": rows}, f, indent=2)

@@ -2,10 +2,11 @@
 
 Runs are interleaved and paired (bnlib, torch, bnlib, torch, ...) so both see the same machine
 state; the reported figure is the median of the per-pair ratios, with the interquartile range.
-Also compares the staged backward with the closed form. Results are printed and written to
-benchmarks/results/bench_batchnorm.json (override with --out).
+Also compares the staged backward with the closed form in TRAINING mode (batch statistics), after
+checking that they agree. Results are printed and written to benchmarks/results/latest/ (not
+committed); --save overwrites the committed benchmarks/results/bench_batchnorm.json.
 
-    python benchmarks/bench_batchnorm.py [--repeats 30] [--out PATH]
+    python benchmarks/bench_batchnorm.py [--repeats 30] [--out PATH | --save]
 """
 
 from __future__ import annotations
@@ -21,30 +22,19 @@ import numpy as np
 import torch
 
 import bnlib
+from bnbook import timing
 from bnlib import functional as F
 
 SHAPES = [(256, 1024), (4096, 1024), (64, 64, 32, 32)]
-
-
-def _time(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMMITTED = os.path.join(HERE, "results", "bench_batchnorm.json")
+LATEST = os.path.join(HERE, "results", "latest", "bench_batchnorm.json")
 
 
 def paired_ratios(fn_a, fn_b, repeats, warmup=3):
-    for _ in range(warmup):
-        fn_a(), fn_b()
-    a, b = [], []
-    for i in range(repeats):
-        if i % 2:  # alternate which goes first, so neither always runs on a warm cache
-            tb, ta = _time(fn_b), _time(fn_a)
-        else:
-            ta, tb = _time(fn_a), _time(fn_b)
-        a.append(ta)
-        b.append(tb)
-    a, b = np.array(a), np.array(b)
-    return a, b, a / b
+    """Per-round times of two functions (bnbook.timing's interleaved rounds) and their ratios."""
+    times = timing.paired_timings({"a": fn_a, "b": fn_b}, repeats=repeats, warmup=warmup)
+    return times["a"], times["b"], times["a"] / times["b"]
 
 
 def summary(values):
@@ -72,10 +62,24 @@ def bench_shape(shape, repeats):
 
     t_np, t_torch, ratio = paired_ratios(run_bnlib, run_torch, repeats)
 
-    mean, var = F.moments(x, F.reduction_axes(x.ndim))
-    _, cache = F.batch_norm_forward(x, mean, var, layer.gamma, layer.beta, 1e-5)
+    # the backwards of TRAINING mode (batch statistics), checked equal before they are timed
     gamma = layer.gamma
+    _, cache = F.batch_norm(x, None, None, gamma, None, True, return_cache=True, fast=True)
+    staged = F.batch_norm_backward_staged(dy, x, gamma)
+    for name, closed in (
+        ("tuned", F.batch_norm_backward(dy, cache, fast=True)),
+        ("readable", F.batch_norm_backward(dy, cache)),
+    ):
+        for got, want in zip(closed, staged):
+            err = float(np.abs(np.asarray(got, np.float64) - want).max() / (np.abs(want).max() + 1e-30))
+            if err > 1e-4:
+                raise AssertionError(f"{shape}: {name} closed-form backward differs from the staged one by {err:.1e}")
     t_staged, t_closed, staged_ratio = paired_ratios(
+        lambda: F.batch_norm_backward_staged(dy, x, gamma),
+        lambda: F.batch_norm_backward(dy, cache, fast=True),
+        repeats,
+    )
+    _, _, readable_ratio = paired_ratios(
         lambda: F.batch_norm_backward_staged(dy, x, gamma),
         lambda: F.batch_norm_backward(dy, cache),
         repeats,
@@ -86,14 +90,17 @@ def bench_shape(shape, repeats):
         "torch_s": summary(t_torch),
         "bnlib_over_torch": summary(ratio),
         "staged_over_closed_backward": summary(staged_ratio),
+        "staged_over_readable_closed_backward": summary(readable_ratio),
     }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30, help="paired repetitions per shape (default 30)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bench_batchnorm.json"))
+    parser.add_argument("--out", default=None, help=f"where to write the JSON (default {LATEST})")
+    parser.add_argument("--save", action="store_true", help=f"overwrite the committed results, {COMMITTED}")
     args = parser.parse_args(argv)
+    out = args.out or (COMMITTED if args.save else LATEST)
     if args.repeats < 3:
         parser.error(f"--repeats: expected at least 3, got {args.repeats}")
     results = []
@@ -113,7 +120,7 @@ def main(argv=None):
             f"{r['staged_over_closed_backward']['median']:.2f}x",
             flush=True,
         )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": platform.processor() or platform.machine(),
@@ -123,9 +130,11 @@ def main(argv=None):
         "torch": torch.__version__,
         "repeats": args.repeats,
     }
-    with open(args.out, "w") as f:
+    with open(out, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=2)
-    print(f"results written to {args.out}")
+    print(
+        f"results written to {out}" + ("" if args.save or args.out else " (pass --save to update the committed ones)")
+    )
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
-"""Update latency of every interactive figure in the book (bnlib.figures.REGISTRY).
+"""Update latency of every interactive figure in the book (bnbook.explore.all_figures()).
 
 One update is what happens when a reader moves a control in Jupyter: compute, draw, encode the PNG.
 Each figure is warmed up once (imports, the data set), then every combination of its grid is timed
 once, in grid order. A figure backed by precomputed training runs (training_curves) trains them all
 in its warm-up, about 10 s, as it does on its first display in Jupyter; its updates are redraws. The goal is a median under 150 ms per figure on the 2-core reference machine;
 the sum over all frames is also what the book build spends on interactive figures.
-Results are printed and written to benchmarks/results/bench_figures.json (override with --out).
+Results are printed and written to benchmarks/results/latest/ (not committed); --save overwrites the
+committed benchmarks/results/bench_figures.json.
 
-    python benchmarks/bench_figures.py [--out PATH] [--limit-ms 150]
+    python benchmarks/bench_figures.py [--out PATH | --save] [--limit-ms 150]
 """
 
 from __future__ import annotations
@@ -24,20 +25,28 @@ matplotlib.use("Agg")
 
 import numpy as np
 
-from bnlib import figures, viz
+from bnbook import explore as explore_module
+from bnbook import style
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMMITTED = os.path.join(HERE, "results", "bench_figures.json")
+LATEST = os.path.join(HERE, "results", "latest", "bench_figures.json")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bench_figures.json"))
+    parser.add_argument("--out", default=None, help=f"where to write the JSON (default {LATEST})")
+    parser.add_argument("--save", action="store_true", help=f"overwrite the committed results, {COMMITTED}")
     parser.add_argument("--limit-ms", type=float, default=150.0, help="goal for the median update (default 150)")
     args = parser.parse_args(argv)
-    viz.use_style()
+    args.out = args.out or (COMMITTED if args.save else LATEST)
+    style.use_style()
+    registry = explore_module.all_figures()
     results, worst = [], 0.0
-    names = sorted(figures.REGISTRY)
+    names = sorted(registry)
     print(f"{len(names)} interactive figures; timing every combination of each grid", flush=True)
     for i, name in enumerate(names, 1):
-        explorer = viz.explore(figures.REGISTRY[name])
+        explorer = explore_module.explore(registry[name])
         explorer.render()  # warm-up: imports, data set
         times = []
         for k, combo in enumerate(explorer.combinations(), 1):

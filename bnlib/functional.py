@@ -591,8 +591,6 @@ def batch_norm(
                 f"input: one value per channel (shape {x.shape}) has no unbiased variance; "
                 "use unbiased_running_var=False (Keras' convention) or a larger batch"
             )
-        if buffers:
-            _checks.check_finite(x)  # a NaN/inf batch would poison the running estimates for good
         if fast:
             y, xhat, mean, var, inv_std = _kernels.batch_norm_train(x, gamma, beta, eps, axis)
             shape = _feature_shape(x.ndim, axis)
@@ -607,6 +605,11 @@ def batch_norm(
             cache = BatchNormCache(norm, gamma, axis)
         else:
             y, cache = batch_norm_train(x, gamma, beta, eps, axis=axis)
+        if buffers and not (np.isfinite(cache.mean).all() and np.isfinite(cache.var).all()):
+            # a NaN/inf batch would poison the running estimates for good (the statistics show it
+            # without a pass of its own over the input); refuse before they are touched
+            _checks.check_finite(x)
+            raise ValueError("input: the batch statistics overflowed; running statistics were not updated")
         if buffers:
             batch_var = unbiased(cache.var, count) if unbiased_running_var else cache.var
             update_running(running_mean, cache.mean, momentum)

@@ -245,7 +245,7 @@ class BatchNorm(Module):
                     f"input: one value per channel (shape {x[sl].shape}) has no unbiased variance; "
                     "set unbiased_running_var=False (Keras' convention) or use a larger batch"
                 )
-        if update:
+        if update and len(chunks) > 1:  # one chunk: functional.batch_norm refuses it before any update
             _checks.check_finite(x)
         options = dict(
             unbiased_running_var=self.unbiased_running_var,
@@ -255,10 +255,10 @@ class BatchNorm(Module):
         )
         outputs, caches = [], []
         for sl in chunks:
-            momentum = 0.0
+            momentum, tracked = 0.0, self.num_batches_tracked
             if update:
-                self.num_batches_tracked += 1
-                momentum = F.cumulative_momentum(self.num_batches_tracked) if self.momentum is None else self.momentum
+                tracked += 1
+                momentum = F.cumulative_momentum(tracked) if self.momentum is None else self.momentum
             y, cache = F.batch_norm(
                 x[sl],
                 self.running_mean if update else None,
@@ -269,6 +269,7 @@ class BatchNorm(Module):
                 momentum,
                 **options,
             )
+            self.num_batches_tracked = tracked  # only once the update went through
             outputs.append(y)
             caches.append((sl, cache))
         self._cache = caches
