@@ -121,3 +121,17 @@ def test_every_explore_call_in_the_book_uses_a_registered_figure():
     registry = explore_module.all_figures()
     for module, name in calls:
         assert name in registry and registry[name].__module__.split(".")[-1].startswith(module), (module, name)
+
+
+def test_values_in_the_json_blocks_are_json_escaped_not_html_escaped():
+    def plot(kind="a&b"):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.set_title(kind)
+        return fig
+
+    page = explore(plot, kind=["a&b", "</script><b>"]).to_html()
+    spec = re.search(r'-spec">(.*?)</script>', page).group(1)
+    assert "&amp;" not in spec and "a\\u0026b" in spec  # the reader's script decodes JSON, not HTML
+    assert "</script><b>" not in page.split("<select")[0]  # no early end of a script element
+    with pytest.raises(ValueError, match="identifiers"):
+        explore(lambda **values: plot(), **{'kind" onmouseover="x': ["a"]})

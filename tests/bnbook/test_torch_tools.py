@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib import data, torch_tools
+from bnbook import torch_tools
+from bnlib import data
 
 
 def test_select_device_honours_the_environment(monkeypatch):
@@ -45,3 +46,23 @@ def test_train_cnn_learns_and_bandwidth_sweep_reports():
     assert run.test_accuracy[-1] > 0.8
     rows = torch_tools.bandwidth_sweep([0.5], torch.device("cpu"), repeats=3)
     assert rows[0]["bn_gbps"] > 0 and rows[0]["copy_gbps"] > 0
+
+
+def test_folding_copies_the_model_and_keeps_padding_mode_and_dtype():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", dtype=torch.float64),
+        torch.nn.BatchNorm2d(3, dtype=torch.float64),
+        torch.nn.Dropout(0.5),
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    model.train()
+    folded = torch_tools.fold_sequential(model)
+    assert model.training and model[2].training, "folding switched the original to eval"
+    assert folded[1] is not model[2], "folding shared a module with the original"
+    assert folded[0].padding_mode == "reflect" and folded[0].weight.dtype == torch.float64
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    model.eval()
+    assert (folded(x) - model(x)).abs().max().item() < 1e-12
