@@ -29,7 +29,8 @@ def _write_idx(path, array, type_code, compress=False):
     header = bytes([0, 0, type_code, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
     dtype = {0x08: ">u1", 0x0D: ">f4", 0x0C: ">i4"}[type_code]
     raw = header + array.astype(dtype).tobytes()
-    (gzip.open if compress else open)(path, "wb").write(raw)
+    with (gzip.open if compress else open)(path, "wb") as f:  # closed: an unclosed gzip file may stay empty
+        f.write(raw)
 
 
 def test_read_idx_roundtrip(tmp_path):
