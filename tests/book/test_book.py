@@ -93,7 +93,7 @@ def test_every_chapter_has_figures_an_interactive_figure_exercises_and_self_chec
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         text = "".join("".join(c["source"]) for c in nb["cells"])
         static = sum(1 for c in code for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
-        interactive = sum("viz.explore(" in "".join(c["source"]) for c in code)
+        interactive = sum("explore(ch" in "".join(c["source"]) for c in code)
         assert static + interactive >= 3, f"{name}: {static} figures + {interactive} interactive"
         if name not in NO_INTERACTIVE_REQUIRED:
             assert interactive >= 1, name
