@@ -171,7 +171,7 @@ def update_running(running: np.ndarray, batch_value, momentum: float) -> None:
         [0.1, 0.2]
     """
     momentum = _checks.check_momentum(momentum, allow_none=False)
-    _checks.check_buffer(running, np.shape(running)[0] if np.ndim(running) == 1 else -1, "running")
+    _checks.check_buffer(running, -1, "running")
     batch_value = np.asarray(batch_value, dtype=np.float64)
     if batch_value.shape != running.shape:
         raise ValueError(f"batch_value: expected shape {running.shape} (the running buffer's), got {batch_value.shape}")

@@ -15,6 +15,7 @@ metadata (a numbered figure with a caption and alt text) and are removed from th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -88,17 +89,25 @@ def _coalesce_streams(outputs):
     return merged
 
 
+def _digest(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 def execute(path: Path) -> float:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     # outputs that are measurements (timings), tagged nbval-ignore-output: kept from the stored notebook
-    # while the cell's source is unchanged, so re-running does not churn the file (the book build
-    # re-measures them anyway)
+    # while the cell's source is the one they were measured with (its digest is stored beside them), so
+    # re-running does not churn the file; an edited cell is measured again (the book build re-measures
+    # them anyway)
     volatile = {
         cell.source: cell.outputs
         for cell in nb.cells
-        if cell.cell_type == "code" and "nbval-ignore-output" in cell.metadata.get("tags", []) and cell.outputs
+        if cell.cell_type == "code"
+        and "nbval-ignore-output" in cell.metadata.get("tags", [])
+        and cell.outputs
+        and cell.metadata.get("source_digest") == _digest(cell.source)
     }
     env_backup = os.environ.pop("BNBOOK_STATIC_HTML", None)
     os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -118,6 +127,8 @@ def execute(path: Path) -> float:
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
+        if "nbval-ignore-output" in cell.metadata.get("tags", []):
+            cell.metadata["source_digest"] = _digest(cell.source)
         if cell.source in volatile:
             cell.outputs = volatile[cell.source]
         cell.outputs = _coalesce_streams(cell.outputs)

@@ -280,13 +280,8 @@ def test_functional_rejects_bad_input_without_touching_buffers():
 # ---------------------------------------------------------------------------- layer and group norm
 
 
-@given(seed=seeds, n=st.integers(1, 4), c=st.integers(2, 6), length=st.integers(1, 5))
-def test_layernorm_module_matches_torch(seed, n, c, length):
-    rng = np.random.default_rng(seed)
-    x, dy = rng.normal(size=(n, c, length)), rng.normal(size=(n, c, length))
-    layer = bnlib.LayerNorm((c, length))
-    layer.gamma, layer.beta = rng.normal(size=(c, length)), rng.normal(size=(c, length))
-    ref = torch.nn.LayerNorm((c, length)).double()
+def _assert_matches_torch(layer, ref, x, dy):
+    """Output, input gradient and parameter gradients of a bnlib norm layer against torch's."""
     with torch.no_grad():
         ref.weight.copy_(torch.from_numpy(layer.gamma))
         ref.bias.copy_(torch.from_numpy(layer.beta))
@@ -296,6 +291,15 @@ def test_layernorm_module_matches_torch(seed, n, c, length):
     np.testing.assert_allclose(layer.backward(dy), tx.grad.numpy(), **TOL)
     np.testing.assert_allclose(layer.dgamma, ref.weight.grad.numpy(), **TOL)
     np.testing.assert_allclose(layer.dbeta, ref.bias.grad.numpy(), **TOL)
+
+
+@given(seed=seeds, n=st.integers(1, 4), c=st.integers(2, 6), length=st.integers(1, 5))
+def test_layernorm_module_matches_torch(seed, n, c, length):
+    rng = np.random.default_rng(seed)
+    x, dy = rng.normal(size=(n, c, length)), rng.normal(size=(n, c, length))
+    layer = bnlib.LayerNorm((c, length))
+    layer.gamma, layer.beta = rng.normal(size=(c, length)), rng.normal(size=(c, length))
+    _assert_matches_torch(layer, torch.nn.LayerNorm((c, length)).double(), x, dy)
 
 
 @given(seed=seeds, n=st.integers(1, 4), hw=st.integers(2, 4))
@@ -304,16 +308,7 @@ def test_groupnorm_module_matches_torch(seed, n, hw):
     x, dy = rng.normal(size=(n, 6, hw, hw)), rng.normal(size=(n, 6, hw, hw))
     layer = bnlib.GroupNorm(3, 6)
     layer.gamma, layer.beta = rng.normal(size=6), rng.normal(size=6)
-    ref = torch.nn.GroupNorm(3, 6).double()
-    with torch.no_grad():
-        ref.weight.copy_(torch.from_numpy(layer.gamma))
-        ref.bias.copy_(torch.from_numpy(layer.beta))
-    tx = torch.from_numpy(x.copy()).requires_grad_()
-    ref(tx).backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(layer(x), ref(tx).detach().numpy(), **TOL)
-    np.testing.assert_allclose(layer.backward(dy), tx.grad.numpy(), **TOL)
-    np.testing.assert_allclose(layer.dgamma, ref.weight.grad.numpy(), **TOL)
-    np.testing.assert_allclose(layer.dbeta, ref.bias.grad.numpy(), **TOL)
+    _assert_matches_torch(layer, torch.nn.GroupNorm(3, 6).double(), x, dy)
 
 
 def test_layernorm_and_groupnorm_bad_input():
