@@ -74,16 +74,16 @@ def bench_shape(shape, repeats):
             err = float(np.abs(np.asarray(got, np.float64) - want).max() / (np.abs(want).max() + 1e-30))
             if err > 1e-4:
                 raise AssertionError(f"{shape}: {name} closed-form backward differs from the staged one by {err:.1e}")
-    t_staged, t_closed, staged_ratio = paired_ratios(
-        lambda: F.batch_norm_backward_staged(dy, x, gamma),
-        lambda: F.batch_norm_backward(dy, cache, fast=True),
-        repeats,
+    backwards = timing.paired_timings(
+        {
+            "staged": lambda: F.batch_norm_backward_staged(dy, x, gamma),
+            "tuned": lambda: F.batch_norm_backward(dy, cache, fast=True),
+            "readable": lambda: F.batch_norm_backward(dy, cache),
+        },
+        repeats=repeats,
     )
-    _, _, readable_ratio = paired_ratios(
-        lambda: F.batch_norm_backward_staged(dy, x, gamma),
-        lambda: F.batch_norm_backward(dy, cache),
-        repeats,
-    )
+    staged_ratio = backwards["staged"] / backwards["tuned"]
+    readable_ratio = backwards["staged"] / backwards["readable"]
     return {
         "shape": list(shape),
         "bnlib_s": summary(t_np),
