@@ -36,9 +36,10 @@ def test_fast_path_equals_the_readable_one(data, layout, dtype):
     # the fast path works in the input's dtype, so its rounding is relative to the size of the terms
     # it adds (|dy| * |gamma| * inv_std for dx, |dy| * |xhat| * n for the sums), not to the result
     n = x.size // c
-    a = np.abs(dy).max() * (np.abs(gamma) * c1.norm.inv_std.reshape(-1)).max()
-    b = np.abs(dy).max() * (1 + np.abs(c1.xhat).max()) * n
-    eps = np.finfo(dtype).eps
+    # (in Python floats: in float32 the bound itself would underflow for subnormal inputs)
+    a = float(np.abs(dy).max()) * float((np.abs(gamma) * c1.norm.inv_std.reshape(-1)).max())
+    b = float(np.abs(dy).max()) * (1 + float(np.abs(c1.xhat).max())) * n
+    eps = float(np.finfo(dtype).eps)
     for got, want, size in zip(fast, readable, (a, b, b)):
         np.testing.assert_allclose(got, want, atol=64 * eps * (size + 1e-300), rtol=0)
 
