@@ -42,7 +42,9 @@ def provenance_line(meta) -> str:
     Accepts the ``meta`` dict or the whole results. Quick (smoke-test) runs say so."""
     meta = meta.get("meta", meta)
     date = (meta.get("date_utc") or meta.get("date") or "unknown date")[:10]
-    cuda = f"CUDA {meta['cuda']}" if meta.get("cuda") else "no CUDA"
+    on_gpu = str(meta.get("device", "")).startswith("cuda")
+    # a CPU run says so even with a CUDA build of torch (whose CUDA version the JSON still records)
+    cuda = f"CUDA {meta['cuda']}" if on_gpu and meta.get("cuda") else "CPU, no GPU"
     parts = [
         meta.get("device_name") or meta.get("device", "unknown device"),
         date,

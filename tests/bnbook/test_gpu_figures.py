@@ -246,7 +246,8 @@ def test_provenance_line(quick_run):
     assert gpu_results.provenance_line(fake["meta"]) == "NVIDIA H200, 2026-12-02, torch 2.11.0, CUDA 12.8"
     assert gpu_results.provenance_line(fake) == "NVIDIA H200, 2026-12-02, torch 2.11.0, CUDA 12.8"
     line = gpu_results.provenance_line(results["meta"])
-    assert line.startswith(results["meta"]["device_name"]) and "no CUDA" in line and "quick mode" in line
+    assert line.startswith(results["meta"]["device_name"]) and "CPU, no GPU" in line and "quick mode" in line
+    assert "CUDA" not in line  # a CPU run with a CUDA build of torch must not read as a GPU run
     assert "\n" not in line
 
 
