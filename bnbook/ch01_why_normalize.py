@@ -91,7 +91,7 @@ def init_report(activation, gain, depth, batch_norm, width=100) -> LayerReport:
 
 
 class GDPath(NamedTuple):
-    points: np.ndarray  # (steps + 1, 2) iterates
+    points: np.ndarray  # (steps + 1, 2) iterates (fewer if the run diverged)
     losses: np.ndarray  # loss at each iterate
     steps_to_converge: int | None  # first step with loss below tol, or None
 
@@ -103,7 +103,8 @@ def gradient_descent_2d(curvatures, *, lr=None, start=(1.0, 1.0), steps=200, tol
     whose two inputs have standard deviations s1 and s2 has curvatures proportional to s1^2 and s2^2.
     ``lr`` defaults to ``1 / max(c)``, the largest step that is safe in the steep direction
     (anything above ``2 / max(c)`` diverges). Convergence is declared when the loss falls below
-    ``tol`` times the starting loss.
+    ``tol`` times the starting loss. A run whose loss exceeds 10^12 times the starting loss has
+    diverged and stops there (``points`` is then shorter than ``steps + 1``).
     """
     c = np.asarray(curvatures, dtype=np.float64)
     if c.shape != (2,) or (c <= 0).any():
@@ -118,7 +119,49 @@ def gradient_descent_2d(curvatures, *, lr=None, start=(1.0, 1.0), steps=200, tol
         losses.append(0.5 * float(c @ w**2))
         if converged is None and losses[-1] < tol * losses[0]:
             converged = step
+        if losses[-1] > 1e12 * losses[0]:  # diverged: stop before the numbers overflow
+            break
     return GDPath(np.array(points), np.array(losses), converged)
+
+
+def step_sizes(curvatures, tol=1e-6, steps=100_000) -> dict:
+    """Steps to converge on the quadratic for the step sizes worth comparing (None: never).
+
+    ``1 / c_max`` solves the steep direction in one step; ``2 / (c_max + c_min)`` is the best fixed
+    step (both directions then shrink by ``(kappa - 1) / (kappa + 1)`` per step); ``2 / c_max`` is the
+    stability limit: just under it the steep direction oscillates but still shrinks, just over it it
+    grows.
+    """
+    c = np.asarray(curvatures, dtype=np.float64)
+    hi, lo = float(c.max()), float(c.min())
+    rates = {"1/c_max": 1 / hi, "2/(c_max+c_min)": 2 / (hi + lo), "1.99/c_max": 1.99 / hi, "2.01/c_max": 2.01 / hi}
+    return {name: gradient_descent_2d(c, lr=lr, steps=steps, tol=tol).steps_to_converge for name, lr in rates.items()}
+
+
+def depth_gradient_ratios(depths=(10, 20, 30, 50), seeds=(0, 1, 2), activation="relu", gain=2**0.5, width=100):
+    """Ratio of the first to the last hidden layer's weight-gradient norm at initialization, per
+    depth, without and with batch norm: ``{(depth, batch_norm): [ratio per seed]}``.
+
+    With ReLU and He initialization (gain sqrt 2) and batch norm, this ratio grows exponentially
+    with depth: the gradient explosion of Yang et al. (2019).
+    """
+    x, y = digits_batch()
+    out = {}
+    for depth in depths:
+        for batch_norm in (False, True):
+            ratios = []
+            for seed in seeds:
+                model = mlp(
+                    [64] + [width] * depth + [10],
+                    activation=activation,
+                    norm="batch" if batch_norm else None,
+                    gain=gain,
+                    rng=seed,
+                )
+                g = layer_report(model, x, y, activation=activation).grad_norms
+                ratios.append(g[0] / g[depth - 1])
+            out[depth, batch_norm] = ratios
+    return out
 
 
 def quadratic_paths(scales=(1.0, 10.0), steps=100):
@@ -150,13 +193,20 @@ def quadratic_paths(scales=(1.0, 10.0), steps=100):
 def activation_histograms(activation="tanh", gain=5 / 3, depth=5, batch_norm=False):
     """Histogram of each hidden layer's activations (one line per layer, darker = deeper)."""
     report = init_report(activation, gain, depth, batch_norm)
-    fig, ax = frame()
+    fig, ax = frame(figsize=(7.2, 3.4), right=0.76)
     cmap = pyplot().get_cmap("viridis")
     ranges = {"tanh": (-1, 1), "sigmoid": (0, 1), "relu": (0, None)}
     low, high = ranges[activation]
+    relu = activation == "relu"
+    if relu:  # the zero spike (the legend's share) apart; the positive tail on log axes
+        top = max(float(np.percentile(a[a > 0], 99.9)) if (a > 0).any() else 1.0 for a in report.activations)
     for i, acts in enumerate(report.activations):
-        top = high if high is not None else max(float(np.percentile(a, 99)) for a in report.activations) + 1e-9
-        counts, edges = np.histogram(acts, bins=50, range=(low, top), density=True)
+        if relu:
+            positive = acts[acts > 0]
+            counts, edges = np.histogram(positive, bins=50, range=(0, top))
+            counts = counts / acts.size / np.diff(edges)  # density of all values, zeros excluded
+        else:
+            counts, edges = np.histogram(acts, bins=50, range=(low, high), density=True)
         ax.plot(
             0.5 * (edges[1:] + edges[:-1]),
             counts,
@@ -164,11 +214,16 @@ def activation_histograms(activation="tanh", gain=5 / 3, depth=5, batch_norm=Fal
             lw=1.4,
             label=f"layer {i + 1}: {100 * report.saturated[i]:.0f}%",
         )
-    word = "zero" if activation == "relu" else "saturated"
+    word = "zero" if relu else "saturated"
     ax.set_title(f"{activation}, gain {gain:.3g}, depth {depth}, BN {'on' if batch_norm else 'off'}")
-    ax.set_xlabel(f"{activation} output")
-    ax.set_ylabel("density")
-    ax.legend(title=f"{word} share", fontsize=8, title_fontsize=8, ncol=2 if depth > 5 else 1, loc="upper center")
+    ax.set_xlabel("ReLU output > 0 (zeros: legend)" if relu else f"{activation} output")
+    ax.set_ylabel("density (log scale)" if relu else "density")
+    if relu:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(pyplot().FuncFormatter(lambda v, _: f"{v:.0e}"))
+        ax.yaxis.set_minor_locator(pyplot().NullLocator())
+    # beside the axes, not over the curves
+    ax.legend(title=f"{word} share", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.02))
     return fig
 
 

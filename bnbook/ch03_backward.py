@@ -122,3 +122,45 @@ def timing_boxplot(times: dict, title: str):
     ax.set_xlabel("time per call (ms)")
     ax.set_title(title)
     return fig
+
+
+def xhat_jacobian(x, eps=1e-5):
+    """The Jacobian ``J[j, i] = d xhat_j / d x_i`` of one feature's normalization over a batch
+    ``x`` of shape (m,), in closed form: ``inv_std * (I - 1 1^T / m - xhat xhat^T / m)``.
+
+    The two subtracted terms are the paths through the batch mean and through the batch variance.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"x: expected one feature over a batch, shape (m,) with m >= 2, got shape {x.shape}")
+    m = x.size
+    inv_std = 1.0 / np.sqrt(x.var() + eps)
+    xhat = (x - x.mean()) * inv_std
+    return inv_std * (np.eye(m) - np.ones((m, m)) / m - np.outer(xhat, xhat) / m)
+
+
+def numerical_xhat_jacobian(x, eps=1e-5, h=1e-6):
+    """The same Jacobian by central differences of :func:`bnlib.functional.batch_norm` (a check)."""
+    x = np.asarray(x, dtype=np.float64)
+    columns = []
+    for i in range(x.size):
+        step = np.zeros_like(x)
+        step[i] = h
+        up = F.batch_norm((x + step)[:, None], None, None, training=True, eps=eps)[:, 0]
+        down = F.batch_norm((x - step)[:, None], None, None, training=True, eps=eps)[:, 0]
+        columns.append((up - down) / (2 * h))
+    return np.stack(columns, axis=1)
+
+
+def units_first_dgamma(dy, xhat):
+    """What ``(upstream gradient) @ (normalized values)`` gives when both are stored units-first,
+    shape (units, examples), as in notes that write ``dgamma = dZtilde @ Znorm``: the matrix
+    product of a (u, m) and a (u, m) array. Returns ``(result or None, error message or None)``.
+
+    The correct ``dgamma`` sums ``dy * xhat`` over the examples: the diagonal of ``dy @ xhat.T``, not
+    of ``dy @ xhat``.
+    """
+    try:
+        return np.asarray(dy) @ np.asarray(xhat), None
+    except ValueError as exc:
+        return None, str(exc)
