@@ -128,3 +128,61 @@ def mistake_sizes(errors: dict):
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=9)
     return fig
+
+
+def seed_statistics(z, eps=1e-5):
+    """The seed notes' ``mu = np.sum(Z) / m`` and ``sigmasqr = np.sum((Z - mu)**2) / m``, as written.
+
+    ``z`` has the notes' layout (units, m): one column per example. Without an axis, ``np.sum`` adds
+    all ``units * m`` values, and dividing by ``m`` gives ``units`` times the mean of every element (not
+    that mean); ``sigmasqr`` is likewise ``units`` times the mean squared deviation from that ``mu``.
+    Returns ``(mu, sigmasqr, output)`` with ``output = (z - mu) / sqrt(sigmasqr + eps)`` (the square root
+    put back, so that only the missing axis is wrong)."""
+    units, m = z.shape
+    mu = np.sum(z) / m
+    sigmasqr = np.sum((z - mu) ** 2) / m
+    return mu, sigmasqr, (z - mu) / np.sqrt(sigmasqr + eps)
+
+
+def running_variance_conventions(x):
+    """One training step of real PyTorch and real Keras 3 layers set so that the running variance
+    equals the batch's (PyTorch ``momentum=1``, Keras ``momentum=0``), on ``x`` of shape (N, C).
+
+    Returns ``{"pytorch": ..., "keras": ...}``: the stored variance per feature of each framework."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+    import torch
+
+    x = np.asarray(x, dtype=np.float32)
+    torch_bn = torch.nn.BatchNorm1d(x.shape[1], momentum=1.0)
+    with torch.no_grad():
+        torch_bn(torch.from_numpy(x))
+    keras_bn = keras.layers.BatchNormalization(momentum=0.0)
+    keras_bn(x, training=True)
+    return {
+        "pytorch": torch_bn.running_var.numpy().astype(np.float64),
+        "keras": np.asarray(keras.ops.convert_to_numpy(keras_bn.moving_variance), dtype=np.float64),
+    }
+
+
+def real_keras_batch_of_one(steps=200, seed=0):
+    """:func:`keras_batch_of_one` with the real Keras 3 layer (``keras.layers.BatchNormalization``).
+
+    Returns ``(train_outputs, moving_variance_trace, eval_output_std)`` for one feature."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    rng = np.random.default_rng(seed)
+    layer = keras.layers.BatchNormalization()
+    outputs, trace = [], []
+    for _ in range(steps):
+        x = rng.normal(3.0, 2.0, size=(1, 1)).astype(np.float32)
+        outputs.append(float(keras.ops.convert_to_numpy(layer(x, training=True))[0, 0]))
+        trace.append(float(keras.ops.convert_to_numpy(layer.moving_variance)[0]))
+    eval_in = rng.normal(3.0, 2.0, size=(1000, 1)).astype(np.float32)
+    eval_out = keras.ops.convert_to_numpy(layer(eval_in, training=False))
+    return np.array(outputs), np.array(trace), float(eval_out.std())

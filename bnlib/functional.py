@@ -589,7 +589,7 @@ def batch_norm(
         if count <= 1 and buffers and unbiased_running_var:
             raise ValueError(
                 f"input: one value per channel (shape {x.shape}) has no unbiased variance; "
-                "use unbiased_running_var=False (Keras' convention) or a larger batch"
+                "use unbiased_running_var=False (Keras 3's convention) or a larger batch"
             )
         if fast:
             y, xhat, mean, var, inv_std = _kernels.batch_norm_train(x, gamma, beta, eps, axis)

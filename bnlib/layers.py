@@ -122,6 +122,8 @@ class BatchNorm(Module):
         value per feature gives ``beta`` (``allow_single_value=True``), ``center``/``scale`` switch
         beta/gamma, channels are last. Other options (``virtual_batch_size``, ``fast``) pass through.
         Keras itself computes its moments as ``E[x^2] - E[x]^2``; bnlib keeps its stable variance.
+        (The biased moving variance is Keras 3's rule; tf.keras 2 stored the unbiased one on its fused
+        path, its default where possible: chapter 8 of the book.)
 
         Examples::
 
@@ -243,7 +245,7 @@ class BatchNorm(Module):
             if count <= 1 and update and self.unbiased_running_var:
                 raise ValueError(
                     f"input: one value per channel (shape {x[sl].shape}) has no unbiased variance; "
-                    "set unbiased_running_var=False (Keras' convention) or use a larger batch"
+                    "set unbiased_running_var=False (Keras 3's convention) or use a larger batch"
                 )
         if update and len(chunks) > 1:  # one chunk: functional.batch_norm refuses it before any update
             _checks.check_finite(x)

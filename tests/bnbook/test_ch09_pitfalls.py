@@ -64,3 +64,29 @@ def test_keras_batch_of_one_outputs_beta_and_variance_decays():
     assert np.all(outputs == 0.0)
     np.testing.assert_allclose(trace[-1], 0.99**100, rtol=1e-6)  # each step multiplies it by the momentum
     assert eval_std > 2
+
+
+def test_seed_statistics_are_units_times_the_global_ones():
+    z = np.random.default_rng(4).normal([[1.0], [-2.0], [3.0], [0.5], [4.0]], 1.0, size=(5, 40))
+    mu, sigmasqr, out = ch09_pitfalls.seed_statistics(z)
+    assert mu == pytest.approx(5 * z.mean(), rel=1e-12)
+    assert sigmasqr == pytest.approx(5 * np.mean((z - mu) ** 2), rel=1e-12)
+    assert mu != pytest.approx(z.mean())  # not the one mean over every element
+    np.testing.assert_allclose(out, (z - mu) / np.sqrt(sigmasqr + 1e-5))
+    assert np.abs(out.mean(axis=1)).max() > 0.1  # the units are not centred
+
+
+def test_running_variance_conventions_pytorch_unbiased_keras3_biased():
+    x = np.random.default_rng(5).normal(1.0, 2.0, size=(8, 3))
+    stored = ch09_pitfalls.running_variance_conventions(x)
+    np.testing.assert_allclose(stored["pytorch"], x.var(axis=0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(stored["keras"], x.var(axis=0, ddof=0), rtol=1e-4)
+
+
+def test_real_keras_batch_of_one_matches_the_imitation():
+    outputs, trace, eval_std = ch09_pitfalls.real_keras_batch_of_one(steps=100)
+    assert np.all(outputs == 0.0)
+    np.testing.assert_allclose(trace[-1], 0.99**100, rtol=1e-4)
+    _, imitation_trace, imitation_std = ch09_pitfalls.keras_batch_of_one(steps=100)
+    np.testing.assert_allclose(trace, imitation_trace, rtol=1e-4)
+    assert eval_std == pytest.approx(imitation_std, rel=1e-3)
