@@ -7,8 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from bnlib import mlp
-from bnlib.data import load_digits
-from bnlib.train import fit, train_mode_accuracy
+from bnlib.data import Dataset, load_digits
+from bnlib.train import evaluate, fit, predict, train_mode_accuracy
 
 from .explore import interactive
 from .style import NORM_COLOURS, PALETTE, frame, pyplot
@@ -70,10 +70,11 @@ class SweepResult(NamedTuple):
     settings: list  # one dict per run
     final_test_accuracy: np.ndarray  # eval mode
     train_mode_test_accuracy: np.ndarray  # the test set in training mode, in batches of the training size
-    final_train_loss: np.ndarray
+    final_train_loss: np.ndarray  # last epoch's average in TRAINING mode (batch noise included)
     final_test_loss: np.ndarray
     diverged: np.ndarray
     curves: list  # per run: History
+    final_train_loss_eval: np.ndarray  # the whole training set in EVAL mode, after training
 
 
 def normalization_sweep(
@@ -97,6 +98,7 @@ def normalization_sweep(
     """
     data = data or load_digits()
     settings, acc, train_mode_acc, train_loss, test_loss, diverged, curves = [], [], [], [], [], [], []
+    train_loss_eval = []
     total = len(batch_sizes) * len(norms) * len(seeds)
     for b in batch_sizes:
         for norm in norms:
@@ -112,6 +114,7 @@ def normalization_sweep(
                 test_loss.append(history.test_loss[-1] if history.test_loss else np.nan)
                 tm = train_mode_accuracy(model, data.x_test, data.y_test, max(b, 2)) if not history.diverged else np.nan
                 train_mode_acc.append(tm)
+                train_loss_eval.append(np.nan if history.diverged else evaluate(model, data.x_train, data.y_train)[0])
                 if progress:
                     progress(len(settings), total)
     return SweepResult(
@@ -122,16 +125,121 @@ def normalization_sweep(
         np.array(test_loss),
         np.array(diverged),
         curves,
+        np.array(train_loss_eval),
     )
 
 
 def summarize(result: SweepResult, key: str, by=("batch_size", "norm")):
     """Mean and standard deviation over seeds of ``result.<key>``, grouped by the given settings."""
     values = getattr(result, key)
+    values = values() if callable(values) else values  # OverfitResult.gap
     groups = {}
     for setting, value in zip(result.settings, values):
         groups.setdefault(tuple(setting[k] for k in by), []).append(value)
     return {k: (float(np.mean(v)), float(np.std(v))) for k, v in groups.items()}
+
+
+def stratified_subset(data: Dataset, per_class: int, *, seed=0) -> Dataset:
+    """``per_class`` training images of each class, drawn with ``seed``; the test split is kept whole."""
+    if per_class < 1:
+        raise ValueError(f"per_class: expected at least 1, got {per_class}")
+    rng = np.random.default_rng(seed)
+    picks = []
+    for label in np.unique(data.y_train):
+        members = np.flatnonzero(data.y_train == label)
+        if len(members) < per_class:
+            raise ValueError(f"per_class: class {label} has only {len(members)} training images, asked {per_class}")
+        picks.append(rng.choice(members, per_class, replace=False))
+    index = np.sort(np.concatenate(picks))
+    return Dataset(data.x_train[index], data.y_train[index], data.x_test, data.y_test)
+
+
+class OverfitResult(NamedTuple):
+    settings: list  # one dict per run: norm, seed
+    train_loss_train_mode: np.ndarray  # last epoch's average in training mode (what the optimizer saw)
+    train_loss: np.ndarray  # the training subset in eval mode, after training
+    test_loss: np.ndarray  # eval mode
+    train_accuracy: np.ndarray  # eval mode
+    test_accuracy: np.ndarray  # eval mode
+    train_curves: list  # per run: eval-mode training loss after each epoch (None without the twin run)
+    train_mode_curves: list  # per run: training-mode epoch average of the training loss
+    test_curves: list  # per run: eval-mode test loss after each epoch
+    test_accuracy_curves: list  # per run: eval-mode test accuracy after each epoch
+    models: list  # per run: the trained network (eval mode)
+    subsets: list  # per run: the Dataset it was trained on
+
+    def gap(self):
+        """Generalization gap per run: eval-mode test loss minus eval-mode training loss."""
+        return self.test_loss - self.train_loss
+
+
+def overfit_experiment(
+    norms=(None, "batch", "layer"),
+    *,
+    seeds=(0, 1, 2),
+    per_class=20,
+    epochs=40,
+    widths=(128, 128, 128),
+    batch_size=8,
+    lr=0.0125,
+    data=None,
+    twin=True,
+):
+    """Train on a small training subset until it is memorized, and measure the generalization gap.
+
+    For each seed one stratified subset (``per_class`` images per digit) is drawn, and every
+    normalization trains on that subset from the same initialization (``mlp(..., rng=seed)``) with the
+    same batch order (``fit(..., seed=seed)``): the arms differ only in the normalization layer.
+
+    Both losses are measured in eval mode, so batch norm's training loss is not inflated by the batch
+    noise of training mode. For the per-epoch training-loss curve (``twin=True``) each run is repeated
+    with the training subset as its "test" split: same seed, same batches, so the same parameters at
+    every epoch (checked: both copies give identical test losses at the end).
+    """
+    data = data or load_digits()
+    out = {k: [] for k in OverfitResult._fields}
+    for seed in seeds:
+        subset = stratified_subset(data, per_class, seed=seed)
+        on_train = Dataset(subset.x_train, subset.y_train, subset.x_train, subset.y_train)
+        for norm in norms:
+            kind, kwargs = _norm_arm(norm)
+            sizes = [data.x_train.shape[1], *widths, 10]
+            runs = []
+            for split in (subset, on_train) if twin else (subset,):
+                model = mlp(sizes, norm=kind, rng=seed, **kwargs)
+                runs.append((model, fit(model, split, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)))
+            model, history = runs[0]
+            if any(h.diverged for _, h in runs):
+                raise RuntimeError(f"norm {norm}, seed {seed}: training diverged")
+            test_loss, test_acc = evaluate(model, subset.x_test, subset.y_test)
+            if twin and evaluate(runs[1][0], subset.x_test, subset.y_test) != (test_loss, test_acc):
+                raise RuntimeError(f"norm {norm}, seed {seed}: the twin run did not reproduce the training")
+            train_loss, train_acc = evaluate(model, subset.x_train, subset.y_train)
+            for key, value in (
+                ("settings", {"norm": norm or "none", "seed": seed}),
+                ("train_loss_train_mode", history.train_loss[-1]),
+                ("train_loss", train_loss),
+                ("test_loss", test_loss),
+                ("train_accuracy", train_acc),
+                ("test_accuracy", test_acc),
+                ("train_curves", np.array(runs[1][1].test_loss) if twin else None),
+                ("train_mode_curves", np.array(history.train_loss)),
+                ("test_curves", np.array(history.test_loss)),
+                ("test_accuracy_curves", np.array(history.test_accuracy)),
+                ("models", model),
+                ("subsets", subset),
+            ):
+                out[key].append(value)
+    arrays = ("train_loss_train_mode", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
+    return OverfitResult(**{k: np.array(v) if k in arrays else v for k, v in out.items()})
+
+
+def per_example_loss(model, x, y) -> np.ndarray:
+    """Cross-entropy of each example in the model's current mode (eval mode after ``fit``)."""
+    logits = predict(model, x)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(y)), y]
 
 
 @interactive(
@@ -175,10 +283,13 @@ def noise_vs_batch_size(batch_sizes, results: dict):
     ax1.loglog(m, 1 / np.sqrt(m), "-", color="0.3", lw=1, label="1 / sqrt(m)")
     ax1.set_title("spread of the batch mean")
     ax2.set_title("spread of the batch variance (lines: theory)")
-    for ax in (ax1, ax2):
+    for ax, ticks in ((ax1, [0.05, 0.1, 0.2, 0.5, 1]), (ax2, [0.05, 0.1, 0.2, 0.5, 1, 2])):
         ax.set_xlabel("batch size m")
+        ax.set_xticks(m, [str(int(b)) for b in m])
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
     ax1.set_ylabel("standard deviation (data std = 1)")
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=9)
     return fig
 
 
@@ -199,7 +310,7 @@ def accuracy_vs_batch_size(result, wu_he: dict):
     ax1.set_xlabel("batch size")
     ax1.set_ylabel("test accuracy (%), eval mode")
     ax1.set_title("digits MLP (this book)")
-    ax1.legend(fontsize=8, loc="lower right")
+    ax1.legend(fontsize=9, loc="lower right")
     per_gpu = wu_he["images_per_gpu"]
     for norm in ("BN", "GN"):
         ax2.plot(per_gpu, wu_he[norm], "o-", color=NORM_COLOURS["batch" if norm == "BN" else "group"], label=norm)
@@ -209,7 +320,7 @@ def accuracy_vs_batch_size(result, wu_he: dict):
     ax2.set_xlabel("images per GPU")
     ax2.set_ylabel("ImageNet val. error (%)")
     ax2.set_title("ResNet-50, Wu & He 2018")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=9)
     return fig
 
 
@@ -232,4 +343,32 @@ def eval_gap_vs_batch_size(result):
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=9, loc="lower right")
+    return fig
+
+
+def overfit_curves(result: OverfitResult):
+    """Left: training loss per epoch, eval mode (solid) and batch norm's training-mode epoch average
+    (dashed). Right: test loss per epoch. Mean over seeds, band from min to max."""
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    norms = list(dict.fromkeys(s["norm"] for s in result.settings))
+    for norm in norms:
+        rows = [i for i, s in enumerate(result.settings) if s["norm"] == norm]
+        colour = NORM_COLOURS.get(norm, PALETTE[3])
+        panels = [(ax1, result.train_curves, "-", norm), (ax2, result.test_curves, "-", norm)]
+        if norm == "batch":
+            panels.append((ax1, result.train_mode_curves, "--", "batch, training mode"))
+        for ax, curves, style, label in panels:
+            curves = np.array([curves[i] for i in rows])
+            epochs = np.arange(1, curves.shape[1] + 1)
+            ax.plot(epochs, curves.mean(axis=0), style, color=colour, label=label, lw=1.8)
+            ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.15, lw=0)
+    ax1.set_yscale("log")
+    ax1.set_title("training loss (eval mode unless dashed)")
+    ax1.set_ylabel("cross-entropy (log scale)")
+    ax2.set_title("test loss (eval mode)")
+    ax2.set_ylabel("cross-entropy")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+    ax2.legend(*ax1.get_legend_handles_labels(), fontsize=9, loc="upper right")  # one legend, in the empty corner
     return fig
