@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,26 @@ def env():
     e["VIRTUAL_ENV"] = str(VENV)
     e.setdefault("PYTHONHASHSEED", "0")
     e.pop("BNBOOK_STATIC_HTML", None)  # only the book build sets it, for its own kernels
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        for name, value in SAME_NUMBERS_ON_EVERY_X86.items():
+            e.setdefault(name, value)
     return e
+
+
+# The committed notebooks' outputs are compared digit for digit (nbval). NumPy, OpenBLAS, PyTorch, MKL
+# and oneDNN each pick kernels for the CPU they run on (AVX-512 on one machine, AVX2 on another), and
+# different kernels round differently, which is enough to change a chaotic training run (batch norm at
+# batch size 2). So every notebook run by this script uses the AVX2 kernels, which every x86-64 CPU
+# of the last ten years has: the numbers are then the same on an Intel and an AMD machine. Set any of
+# these yourself to override it.
+SAME_NUMBERS_ON_EVERY_X86 = {
+    "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2",
+    "DNNL_MAX_CPU_ISA": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
 
 
 def _digest(*paths):

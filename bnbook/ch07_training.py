@@ -105,8 +105,13 @@ def final_accuracy(run) -> np.ndarray:
     return np.array([h.test_accuracy[-1] if (h.test_accuracy and not h.diverged) else 0.0 for h in run["histories"]])
 
 
-def largest_stable_lr(runs, key="lr", threshold=0.5):
-    """The largest learning rate at which every seed finished with test accuracy above ``threshold``."""
+def largest_stable_lr(runs, key="lr", threshold=0.8):
+    """The largest learning rate at which every seed finished with test accuracy above ``threshold``.
+
+    80%: far above chance (10%) and far below where these networks end when they train (93-97%), so
+    a run that barely learns (ending near 50%) counts as unstable, and no seed sits at the boundary
+    where a different rounding (another CPU's kernels) could flip the verdict.
+    """
     stable = [r["setting"][key] for r in runs if final_accuracy(r).min() > threshold]
     return max(stable) if stable else None
 

@@ -5,7 +5,8 @@
 
 Execution is deterministic: the kernel of the current environment, cells in order, the working
 directory the notebook's own, widget state and volatile metadata dropped, so running it three times in
-a row leaves the files byte-for-byte unchanged. ``BNBOOK_STATIC_HTML`` is removed from the kernel's
+a row leaves the files byte-for-byte unchanged. A code cell that starts with ``# Solution`` is an
+exercise's solution and is stored hidden (see ``_hide_solution``). ``BNBOOK_STATIC_HTML`` is removed from the kernel's
 environment: the committed notebooks store live-widget outputs, the book build renders frames.
 
 The plain-text form: cells start with a line ``%% md`` or ``%% code [TAG ...]``; in a code cell,
@@ -93,6 +94,15 @@ def _digest(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+def _hide_solution(cell) -> None:
+    """An exercise's solution stays hidden until the reader asks: behind a toggle in the book
+    (myst-nb's ``hide-cell``: input and output), collapsed in Jupyter (``source_hidden`` and
+    ``outputs_hidden``; the cell still runs, so nbval still checks it)."""
+    tags = [t for t in cell.metadata.get("tags", []) if t not in ("hide-input", "hide-output")]
+    cell.metadata["tags"] = tags + ["hide-cell"] if "hide-cell" not in tags else tags
+    cell.metadata["jupyter"] = {"source_hidden": True, "outputs_hidden": True}
+
+
 def execute(path: Path) -> float:
     from nbclient import NotebookClient
 
@@ -127,6 +137,8 @@ def execute(path: Path) -> float:
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
+        if cell.source.lstrip().startswith("# Solution"):
+            _hide_solution(cell)
         if "nbval-ignore-output" in cell.metadata.get("tags", []):
             cell.metadata["source_digest"] = _digest(cell.source)
         if cell.source in volatile:

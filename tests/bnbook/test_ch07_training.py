@@ -87,3 +87,19 @@ def test_equivalent_lr_axis_maps_gain_to_lr_and_back():
     assert to_lr(4.0) == pytest.approx(0.05 / 16)
     assert to_gain(to_lr(0.25)) == pytest.approx(0.25)
     assert np.isfinite(to_lr(0.0))
+
+
+def test_largest_stable_lr_needs_every_seed_above_eighty_percent():
+    from types import SimpleNamespace
+
+    from bnbook import ch07_training as ch07
+
+    def run(lr, accs):
+        histories = [SimpleNamespace(test_accuracy=[a], diverged=False) for a in accs]
+        return {"setting": {"lr": lr}, "histories": histories}
+
+    # one seed under 80% makes a rate unstable; a network that ends near 50% is not "stable"
+    runs = [run(0.05, [0.95, 0.96]), run(0.2, [0.94, 0.79]), run(1.0, [0.51, 0.55])]
+    assert ch07.largest_stable_lr(runs) == 0.05
+    assert ch07.largest_stable_lr(runs, threshold=0.5) == 1.0
+    assert ch07.largest_stable_lr([run(0.1, [0.2])]) is None

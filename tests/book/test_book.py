@@ -98,9 +98,13 @@ def test_every_chapter_has_figures_an_interactive_figure_exercises_and_self_chec
         if name not in NO_INTERACTIVE_REQUIRED:
             assert interactive >= 1, name
         assert "## Exercises" in text and "## Summary" in text and "Learning goals" in text, name
-        solutions = [c for c in code if "hide-input" in c.get("metadata", {}).get("tags", [])]
+        solutions = [c for c in code if "".join(c["source"]).lstrip().startswith("# Solution")]
         checks = [c for c in code if "".join(c["source"]).startswith("# Self-check")]
         assert solutions and len(checks) >= len(solutions), name
+        for cell in solutions:  # hidden until the reader asks, in the book and in Jupyter
+            meta = cell.get("metadata", {})
+            assert "hide-cell" in meta.get("tags", []) and "hide-input" not in meta.get("tags", []), (name, meta)
+            assert meta.get("jupyter") == {"source_hidden": True, "outputs_hidden": True}, (name, meta)
 
 
 def test_figures_with_captions_have_alt_text():
