@@ -180,9 +180,17 @@ def lint():
     paths = ["bnlib", "bnbook", "tests", "benchmarks", "tools", "dev.py"]
     rc = run([BIN / "ruff", "check", *paths]).returncode
     rc |= run([BIN / "ruff", "format", "--check", *paths]).returncode
+    # the chapters' code cells: 88 columns, what fits the book's text column at 1280 px
+    rc |= run([BIN / "ruff", "format", "--check", *NOTEBOOK_FORMAT, "book"]).returncode
     if rc:
-        log("ruff found problems: run `.venv/bin/ruff check --fix` and `.venv/bin/ruff format`, then look again")
+        log(
+            "ruff found problems: run `.venv/bin/ruff check --fix` and `.venv/bin/ruff format` (for the chapters: "
+            f"`.venv/bin/ruff format {' '.join(NOTEBOOK_FORMAT)} book`), then look again"
+        )
     return rc
+
+
+NOTEBOOK_FORMAT = ["--isolated", "--line-length", "88", "--extension", "ipynb:ipynb"]
 
 
 def test_lib(extra):
