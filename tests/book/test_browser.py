@@ -106,6 +106,13 @@ def test_every_page_loads_cleanly(browser):
                 ".map(i => (i.getAttribute('src') || '').slice(0, 80))"
             )
             log.problems += [f"broken image: {src}" for src in broken]
+            # code and printed output fit the text column at 1280 px: no sideways scrolling to read them
+            wide = page.evaluate(
+                "() => Array.from(document.querySelectorAll('div.cell pre'))"
+                ".filter(e => e.scrollWidth > e.clientWidth + 1)"
+                ".map(e => e.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 90))"
+            )
+            log.problems += [f"code or output wider than the column: {line!r}" for line in wide]
             page.screenshot(path=str(SHOTS / (path.replace("/", "__") + ".png")), full_page=True)
         finally:
             context.close()
