@@ -8,7 +8,7 @@ package, which imports bnlib and never the reverse.
 """
 
 from . import data, functional, gradcheck, nn, optim, train
-from .layers import BatchNorm, GroupNorm, LayerNorm
+from .layers import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from .module import Module
 from .nn import Identity, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, mlp
 from .optim import SGD
@@ -19,6 +19,7 @@ __all__ = [
     "BatchNorm",
     "LayerNorm",
     "GroupNorm",
+    "RMSNorm",
     "Module",
     "Linear",
     "ReLU",

@@ -59,6 +59,9 @@ __all__ = [
     "layer_norm",
     "layer_norm_forward",
     "layer_norm_backward",
+    "rms_norm",
+    "rms_norm_forward",
+    "rms_norm_backward",
     "group_norm",
     "group_norm_forward",
     "group_norm_backward",
@@ -274,23 +277,30 @@ class NormCache(NamedTuple):
     inv_std: np.ndarray  # float64, keepdims: 1 / sqrt(var + eps)
     axes: tuple  # the reduced axes of ``xhat``
     batch_stats: bool  # True: mean and var came from this input (they depend on x)
+    centered: bool = True  # False: RMS norm (mean fixed at 0, var = mean of squares)
 
 
-def normalize(x: np.ndarray, axes: tuple, eps: float, mean=None, var=None) -> NormCache:
+def normalize(x: np.ndarray, axes: tuple, eps: float, mean=None, var=None, *, center=True) -> NormCache:
     r""":math:`\hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}` with statistics over ``axes``.
 
     ``mean`` and ``var`` (keepdims, broadcastable) are computed from ``x`` when not given; given,
-    they are constants (inference). The arithmetic runs in float64 and ``xhat`` is rounded once
-    to the input's dtype. Inputs are assumed validated (this is the core the public functions share).
+    they are constants (inference). ``center=False`` is RMS norm: no centring, and ``var`` is the
+    mean of the squares, :math:`\hat x = x / \sqrt{\overline{x^2} + \epsilon}`. The arithmetic runs
+    in float64 and ``xhat`` is rounded once to the input's dtype. Inputs are assumed validated (this
+    is the core the public functions share).
     """
     batch_stats = mean is None
-    if batch_stats:
+    if batch_stats and center:
         centered, mean, var = _centered_moments(x, axes)
+    elif batch_stats:
+        centered = x.astype(np.float64, copy=False)
+        var = np.square(centered).mean(axis=axes, keepdims=True)
+        mean = np.zeros_like(var)
     else:
         centered = x - mean
     inv_std = 1.0 / np.sqrt(var + eps)
     xhat = (centered * inv_std).astype(x.dtype, copy=False)
-    return NormCache(xhat, mean, var, inv_std, axes, batch_stats)
+    return NormCache(xhat, mean, var, inv_std, axes, batch_stats, center)
 
 
 def normalize_backward(dxhat: np.ndarray, cache: NormCache) -> np.ndarray:
@@ -303,12 +313,13 @@ def normalize_backward(dxhat: np.ndarray, cache: NormCache) -> np.ndarray:
               \Bigl(g - \overline{g} - \hat x\,\overline{g\,\hat x}\Bigr),\qquad g = \frac{\partial L}{\partial \hat x}
 
     (bars are means over the reduced axes): the upstream gradient minus its mean and minus its
-    component along :math:`\hat x`, a projection. With constant statistics it is ``g * inv_std``.
+    component along :math:`\hat x`, a projection. With constant statistics it is ``g * inv_std``;
+    for RMS norm (no centring, so no path through a mean) the :math:`\overline g` term is absent.
     """
     g = dxhat.astype(np.float64, copy=False)
     if not cache.batch_stats:
         return (g * cache.inv_std).astype(dxhat.dtype, copy=False)
-    mean_g = g.mean(axis=cache.axes, keepdims=True)
+    mean_g = g.mean(axis=cache.axes, keepdims=True) if cache.centered else 0.0
     mean_g_xhat = (g * cache.xhat).mean(axis=cache.axes, keepdims=True)
     dx = cache.inv_std * (g - mean_g - cache.xhat * mean_g_xhat)
     return dx.astype(dxhat.dtype, copy=False)
@@ -691,7 +702,7 @@ def layer_norm_backward(dy, cache: NormCache, gamma=None):
         >>> float(abs(dx).max()) < 1e-12, dbeta.tolist()
         (True, [1.0, 1.0, 1.0])
     """
-    if not isinstance(cache, NormCache):
+    if not isinstance(cache, NormCache) or not cache.centered:
         raise TypeError(f"cache: expected the NormCache of a layer-norm forward, got {type(cache).__name__}")
     dy = _checks.as_float_array(dy, "dy")
     _checks.check_same_shape(dy, cache.xhat.shape)
@@ -701,6 +712,78 @@ def layer_norm_backward(dy, cache: NormCache, gamma=None):
     dbeta = dy.sum(axis=lead, dtype=np.float64)
     dxhat = dy if gamma is None else dy * gamma
     return normalize_backward(dxhat, cache).astype(dy.dtype, copy=False), dgamma, dbeta
+
+
+def check_rms_eps(eps):
+    """RMS norm's ``eps``: None (the input dtype's machine epsilon, PyTorch's default) or a finite
+    number >= 0 (0 is allowed, as in PyTorch: an all-zero sample then gives NaN)."""
+    if eps is None:
+        return None
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise TypeError(f"eps: expected a number >= 0 or None, got {type(eps).__name__}")
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps: expected a finite number >= 0 or None, got {eps}")
+    return float(eps)
+
+
+def rms_norm_forward(x, normalized_shape, gamma=None, eps=None):
+    r"""RMS norm (``torch.nn.functional.rms_norm``; Zhang & Sennrich 2019): per sample, over the
+    trailing ``normalized_shape``,
+
+    .. math:: y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
+
+    Layer norm without the centring and without ``beta``. ``eps=None`` is PyTorch's default, the
+    machine epsilon of the input's dtype (``np.finfo(dtype).eps``).
+
+    Returns:
+        ``(y, cache)`` for :func:`rms_norm_backward`.
+
+    Examples::
+
+        >>> y, _ = rms_norm_forward(np.array([[3.0, 4.0]]), 2, eps=0.0)
+        >>> y.round(6).tolist()        # root mean square of (3, 4): sqrt(12.5)
+        [[0.848528, 1.131371]]
+    """
+    x = _checks.as_float_array(x)
+    axes, normalized_shape = _layer_norm_axes(x, normalized_shape)
+    gamma = _check_elementwise(gamma, normalized_shape, "gamma")
+    eps = check_rms_eps(eps)
+    norm = normalize(x, axes, float(np.finfo(x.dtype).eps) if eps is None else eps, center=False)
+    return _affine(norm.xhat, gamma, None, normalized_shape), norm
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """``torch.nn.functional.rms_norm`` in NumPy (``weight`` is gamma).
+
+    Examples::
+
+        >>> rms_norm(np.array([[1.0, -1.0]]), (2,), eps=0.0).tolist()
+        [[1.0, -1.0]]
+    """
+    return rms_norm_forward(input, normalized_shape, weight, eps)[0]
+
+
+def rms_norm_backward(dy, cache: NormCache, gamma=None):
+    r"""Returns ``(dx, dgamma)``: ``dx = inv_rms * (g - xhat * mean(g * xhat))`` with ``g = gamma * dy``
+    (the layer-norm projection without its mean term), ``dgamma`` summed over the leading axes.
+
+    Examples::
+
+        >>> x = np.array([[1.0, 2.0, 4.0]])
+        >>> _, cache = rms_norm_forward(x, 3)
+        >>> dx, dgamma = rms_norm_backward(x, cache)   # upstream along x: dx = 0, x^2 / rms(x)
+        >>> float(abs(dx).max()) < 1e-6, dgamma.round(4).tolist()
+        (True, [0.378, 1.5119, 6.0474])
+    """
+    if not isinstance(cache, NormCache) or cache.centered:
+        raise TypeError(f"cache: expected the NormCache of an RMS-norm forward, got {type(cache).__name__}")
+    dy = _checks.as_float_array(dy, "dy")
+    _checks.check_same_shape(dy, cache.xhat.shape)
+    gamma = _check_elementwise(gamma, cache.xhat.shape[len(cache.xhat.shape) - len(cache.axes) :], "gamma")
+    lead = tuple(range(dy.ndim - len(cache.axes)))
+    dgamma = (dy.astype(np.float64) * cache.xhat).sum(axis=lead)
+    dxhat = dy if gamma is None else dy * gamma
+    return normalize_backward(dxhat, cache).astype(dy.dtype, copy=False), dgamma
 
 
 class GroupNormCache(NamedTuple):

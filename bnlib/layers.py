@@ -361,6 +361,60 @@ class LayerNorm(Module):
         return f"LayerNorm({self.normalized_shape}, eps={self.eps:g})"
 
 
+class RMSNorm(Module):
+    r"""Root-mean-square normalization (``torch.nn.RMSNorm``; Zhang & Sennrich 2019).
+
+    .. math:: y = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma
+
+    The mean of the squares per sample over the last ``len(normalized_shape)`` axes; no centring,
+    no ``beta``, no running statistics (train and eval are the same). Transformers use it (or layer
+    norm) because it needs no batch: each token is normalized on its own.
+
+    Args:
+        normalized_shape: the trailing shape normalized over (an int or a tuple).
+        eps: added to the mean square (>= 0), or None (default) for PyTorch's choice, the machine
+            epsilon of the input's dtype.
+        elementwise_affine: learn ``gamma`` (ones) of shape ``normalized_shape``.
+
+    Shape:
+        Input (*, normalized_shape), float32 or float64. Output: same.
+
+    Examples::
+
+        >>> rms = RMSNorm(2, eps=0.0)
+        >>> rms(np.array([[3.0, 4.0], [-1.0, 1.0]])).round(4).tolist()
+        [[0.8485, 1.1314], [-1.0, 1.0]]
+    """
+
+    param_names = ("gamma",)
+
+    def __init__(self, normalized_shape, *, eps=None, elementwise_affine=True):
+        super().__init__()
+        self.normalized_shape = _checks.check_shape(normalized_shape, "normalized_shape")
+        self.eps = F.check_rms_eps(eps)
+        affine = _checks.check_bool(elementwise_affine, "elementwise_affine")
+        self.gamma = np.ones(self.normalized_shape) if affine else None
+        self.dgamma = None
+        self._cache = None
+
+    def forward(self, x):
+        _checks.check_param(self.gamma, "gamma", self.normalized_shape)
+        y, cache = F.rms_norm_forward(x, self.normalized_shape, self.gamma, self.eps)
+        self._cache = (cache, self.gamma)
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise ValueError(NOT_RUN)
+        cache, gamma = self._cache
+        dx, dgamma = F.rms_norm_backward(dy, cache, gamma)
+        self.dgamma = dgamma if self.gamma is not None else None
+        return dx
+
+    def __repr__(self):
+        return f"RMSNorm({self.normalized_shape}, eps={self.eps})"
+
+
 class GroupNorm(Module):
     r"""Group normalization (``torch.nn.GroupNorm``, Wu & He 2018).
 
