@@ -10,7 +10,7 @@ package, which imports bnlib and never the reverse.
 from . import data, functional, gradcheck, nn, optim, train
 from .layers import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from .module import Module
-from .nn import Identity, Linear, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, mlp
+from .nn import Dropout, Identity, Linear, ReLU, Residual, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, mlp
 from .optim import SGD
 
 __version__ = "0.2.0"
@@ -26,6 +26,8 @@ __all__ = [
     "Tanh",
     "Sigmoid",
     "Identity",
+    "Dropout",
+    "Residual",
     "Sequential",
     "SoftmaxCrossEntropy",
     "SGD",

@@ -21,6 +21,8 @@ __all__ = [
     "Tanh",
     "Sigmoid",
     "Identity",
+    "Dropout",
+    "Residual",
     "Sequential",
     "SoftmaxCrossEntropy",
     "mlp",
@@ -139,6 +141,112 @@ class Identity(_Elementwise):
 
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "linear": Identity}
+
+
+class Dropout(Module):
+    r"""Inverted dropout (``torch.nn.Dropout``, Srivastava et al. 2014).
+
+    In training mode each value is kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``, so
+    its expectation is unchanged; dropped values are 0. In eval mode the layer is the identity. The
+    mask of the last training forward is what ``backward`` multiplies by. ``p = 1`` drops everything
+    (as in PyTorch: zeros out, zero gradient).
+
+    Dropout changes the *variance* of what it keeps, not only which values: a batch-norm layer after
+    it sees a larger variance in training than in eval, the "variance shift" of Li et al. (2019).
+
+    Args:
+        p: the probability of dropping a value, in [0, 1]. Default 0.5.
+        rng: a seed or ``np.random.Generator`` for the masks (bnlib's masks are not torch's).
+
+    Shape:
+        Input any shape, float32 or float64. Output: same.
+
+    Examples::
+
+        >>> drop = Dropout(0.5, rng=0)
+        >>> y = drop(np.ones((2, 4)))
+        >>> sorted(set(y.ravel().tolist()))          # kept values doubled, the rest 0
+        [0.0, 2.0]
+        >>> drop.eval()(np.ones((1, 2))).tolist()    # eval: the identity
+        [[1.0, 1.0]]
+    """
+
+    def __init__(self, p=0.5, *, rng=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = np.random.default_rng(rng)
+        self._mask = None
+
+    def forward(self, x):
+        x = _checks.as_float_array(x)
+        self._shape = x.shape
+        if not self.training or self.p == 0.0:
+            self._mask = np.ones((), dtype=x.dtype)  # backward: the identity
+            return x.copy()
+        keep = self.rng.random(x.shape) >= self.p
+        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        self._mask = (keep * scale).astype(x.dtype)
+        return x * self._mask
+
+    def backward(self, dy):
+        if self._mask is None:
+            raise ValueError(NOT_RUN)
+        dy = _checks.as_float_array(dy, "dy")
+        _checks.check_same_shape(dy, self._shape)
+        return dy * self._mask
+
+    def __repr__(self):
+        return f"Dropout(p={self.p:g})"
+
+
+class Residual(Module):
+    r"""A residual block: ``y = x + body(x)`` (He et al. 2016), with ``body`` any bnlib Module whose
+    output has the input's shape (for example ``Sequential(Linear, BatchNorm, ReLU, Linear, BatchNorm)``).
+
+    The backward adds the two paths: ``dx = dy + body.backward(dy)``, so the gradient reaches
+    ``x`` unattenuated however deep the stack of blocks: what lets batch-normalized networks train
+    at depth. Initializing the last batch norm's ``gamma`` to zero makes the block start as the
+    identity (Goyal et al. 2017).
+
+    Examples::
+
+        >>> from bnlib import BatchNorm
+        >>> block = Residual(Sequential(Linear(3, 3, rng=0), BatchNorm(3)))
+        >>> block.body[1].gamma[:] = 0.0                 # zero-init: the block is the identity
+        >>> x = np.random.default_rng(1).normal(size=(4, 3))
+        >>> bool(np.allclose(block(x), x)), bool(np.allclose(block.backward(np.ones((4, 3))), 1.0))
+        (True, True)
+    """
+
+    def __init__(self, body):
+        super().__init__()
+        if not isinstance(body, Module):
+            raise TypeError(f"body: expected a bnlib Module, got {type(body).__name__}")
+        self.body = body
+        self._shape = None
+
+    def children(self):
+        return [self.body]
+
+    def forward(self, x):
+        x = _checks.as_float_array(x)
+        out = self.body(x)
+        if np.shape(out) != x.shape:
+            raise ValueError(f"body: its output has shape {np.shape(out)}, expected the input's shape {x.shape}")
+        self._shape = x.shape
+        return x + out
+
+    def backward(self, dy):
+        if self._shape is None:
+            raise ValueError(NOT_RUN)
+        dy = _checks.as_float_array(dy, "dy")
+        _checks.check_same_shape(dy, self._shape)
+        return dy + self.body.backward(dy)
+
+    def __repr__(self):
+        return f"Residual({self.body!r})"
 
 
 class Sequential(Module):
