@@ -114,7 +114,7 @@ def variance_cancellation(ratios, sweep):
     for key, label, colour in (
         ("one_pass", "one pass: E[x^2] - E[x]^2", PALETTE[1]),
         ("two_pass", "two pass (numpy, float32 mean)", PALETTE[4]),
-        ("bnlib", "bnlib: corrected two pass", PALETTE[0]),
+        ("bnlib", "bnlib: corrected two pass (0 drawn at 1e-9)", PALETTE[0]),
     ):
         ax.loglog(ratios, np.maximum(sweep[key], 1e-9), "o-", color=colour, label=label)
     ax.axhline(1.0, color="0.5", ls=":", lw=1)
