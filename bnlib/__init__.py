@@ -8,7 +8,7 @@ package, which imports bnlib and never the reverse.
 """
 
 from . import data, functional, gradcheck, nn, optim, train
-from .layers import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from .layers import BatchNorm, BatchRenorm, GroupNorm, LayerNorm, RMSNorm
 from .module import Module
 from .nn import Dropout, Identity, Linear, ReLU, Residual, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, mlp
 from .optim import SGD
@@ -17,6 +17,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "BatchNorm",
+    "BatchRenorm",
     "LayerNorm",
     "GroupNorm",
     "RMSNorm",

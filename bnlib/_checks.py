@@ -170,3 +170,12 @@ def check_param(value, name: str, shape):
     if value.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {value.shape}")
     return value
+
+
+def check_at_least(value, name: str, low: float) -> float:
+    """A finite real number >= ``low`` (no bools), as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: expected a number >= {low:g}, got {type(value).__name__}")
+    if not (np.isfinite(value) and value >= low):
+        raise ValueError(f"{name}: expected a finite number >= {low:g}, got {value}")
+    return float(value)

@@ -56,6 +56,10 @@ __all__ = [
     "batch_norm_eval",
     "batch_norm_backward",
     "batch_norm_backward_staged",
+    "BatchRenormCache",
+    "batch_renorm_train",
+    "batch_renorm_backward",
+    "renorm_limits",
     "layer_norm",
     "layer_norm_forward",
     "layer_norm_backward",
@@ -635,6 +639,128 @@ def batch_norm(
 # --------------------------------------------------------------------------------------------
 # Layer norm and group norm: per-sample statistics, the same core
 # --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# Batch renormalization
+# --------------------------------------------------------------------------------------------
+
+
+class BatchRenormCache(NamedTuple):
+    """What :func:`batch_renorm_backward` needs: the plain batch-norm cache, the correction ``r``
+    and ``d`` (float64, (C,), constants of the backward) and the renormalized values."""
+
+    batch: BatchNormCache  # the normalization with the batch's statistics
+    r: np.ndarray
+    d: np.ndarray
+    xhat: np.ndarray  # r * xhat_B + d, in the input's dtype
+
+
+def renorm_limits(step, *, rmax=3.0, dmax=5.0, schedule=(5000, 40000, 25000)):
+    """The relaxation schedule of Ioffe (2017): ``(rmax, dmax)`` at training step ``step``.
+
+    ``schedule = (warmup, r_end, d_end)``: plain batch norm (``rmax = 1``, ``dmax = 0``) for the first
+    ``warmup`` steps, then linear ramps reaching ``rmax`` at step ``r_end`` and ``dmax`` at ``d_end``
+    (the paper: 5k, 40k and 25k steps, to 3 and 5).
+
+    Examples::
+
+        >>> renorm_limits(0), renorm_limits(22500), renorm_limits(10**6)
+        ((1.0, 0.0), (2.0, 4.375), (3.0, 5.0))
+    """
+    step = _checks.check_int(step, "step")
+    if step < 0:
+        raise ValueError(f"step: expected an int >= 0, got {step}")
+    rmax, dmax = _checks.check_at_least(rmax, "rmax", 1.0), _checks.check_at_least(dmax, "dmax", 0.0)
+    if (
+        not isinstance(schedule, (tuple, list))
+        or len(schedule) != 3
+        or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in schedule)
+        or not 0 <= schedule[0] < min(schedule[1], schedule[2])
+    ):
+        raise ValueError(
+            f"schedule: expected (warmup, r_end, d_end) ints with 0 <= warmup < r_end, d_end, got {schedule!r}"
+        )
+    warmup, r_end, d_end = schedule
+
+    def ramp(end):
+        return min(1.0, max(0.0, (step - warmup) / (end - warmup)))
+
+    return 1.0 + (rmax - 1.0) * ramp(r_end), dmax * ramp(d_end)
+
+
+def batch_renorm_train(x, running_mean, running_var, gamma=None, beta=None, eps=1e-5, rmax=3.0, dmax=5.0, *, axis=1):
+    r"""Training-mode batch renormalization (Ioffe 2017):
+
+    .. math:: \hat x = \frac{x - \mu_B}{\sigma_B}\, r + d, \quad
+              r = \operatorname{clip}_{[1/r_{\max},\, r_{\max}]}\frac{\sigma_B}{\sigma}, \quad
+              d = \operatorname{clip}_{[-d_{\max},\, d_{\max}]}\frac{\mu_B - \mu}{\sigma}, \quad
+              y = \gamma \hat x + \beta
+
+    with :math:`\sigma_B = \sqrt{\sigma_B^2 + \epsilon}` from the batch and :math:`\mu`,
+    :math:`\sigma = \sqrt{\text{running\_var} + \epsilon}` from the running estimates. ``r`` and ``d``
+    are constants of the backward (stop-gradient): the output is then what eval mode would give
+    (when unclipped), while the gradient still flows through the batch statistics. With ``rmax = 1``
+    and ``dmax = 0`` it is batch norm. The running buffers are read, not updated (the layer does it).
+
+    Returns:
+        ``(y, cache)`` for :func:`batch_renorm_backward`; ``cache.r``, ``cache.d`` are float64 (C,).
+
+    Examples::
+
+        >>> x = np.array([[0.0], [2.0]])                  # batch mean 1, batch std 1
+        >>> y, cache = batch_renorm_train(x, np.array([0.0]), np.array([4.0]), eps=1e-12)
+        >>> cache.r.round(6).tolist(), cache.d.round(6).tolist(), y.ravel().round(6).tolist()  # (x - 0) / 2
+        ([0.5], [0.5], [0.0, 1.0])
+    """
+    x, gamma, beta, eps, axis = _check_batch_norm_args(x, gamma, beta, eps, axis)
+    channels = x.shape[axis]
+    running_mean = _checks.check_buffer(running_mean, channels, "running_mean")
+    running_var = _checks.check_buffer(running_var, channels, "running_var")
+    if (running_var < 0).any():
+        raise ValueError("running_var: expected values >= 0, got a negative variance")
+    rmax, dmax = _checks.check_at_least(rmax, "rmax", 1.0), _checks.check_at_least(dmax, "dmax", 0.0)
+    axes = reduction_axes(x.ndim, axis)
+    count = _checks.count_over(x.shape, axes)
+    if count <= 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input shape {x.shape} "
+            f"(batch size times spatial size is {count})"
+        )
+    with np.errstate(invalid="ignore", over="ignore"):
+        norm = normalize(x, axes, eps)
+        sigma = np.sqrt(running_var + eps)
+        r = np.clip(np.sqrt(norm.var.reshape(-1) + eps) / sigma, 1.0 / rmax, rmax)
+        d = np.clip((norm.mean.reshape(-1) - running_mean) / sigma, -dmax, dmax)
+    shape = _feature_shape(x.ndim, axis)
+    xhat = (norm.xhat * r.reshape(shape) + d.reshape(shape)).astype(x.dtype, copy=False)
+    y = _affine(xhat, gamma, beta, shape)
+    return y, BatchRenormCache(BatchNormCache(norm, gamma, axis), r, d, xhat)
+
+
+def batch_renorm_backward(dy, cache: BatchRenormCache):
+    """Returns ``(dx, dgamma, dbeta)`` with ``r`` and ``d`` held constant: ``dx`` is batch norm's
+    backward of ``r * gamma * dy`` (per channel), ``dgamma`` sums ``dy`` times the renormalized values.
+
+    Examples::
+
+        >>> x = np.array([[0.0], [2.0], [4.0]])
+        >>> _, cache = batch_renorm_train(x, np.zeros(1), np.ones(1), rmax=1.0, dmax=0.0)
+        >>> dx, _, dbeta = batch_renorm_backward(np.ones_like(x), cache)   # rmax 1, dmax 0: batch norm
+        >>> float(abs(dx).max()) < 1e-12, dbeta.tolist()
+        (True, [3.0])
+    """
+    if not isinstance(cache, BatchRenormCache):
+        raise TypeError(f"cache: expected the BatchRenormCache of batch_renorm_train, got {type(cache).__name__}")
+    dy = _checks.as_float_array(dy, "dy")
+    batch = cache.batch
+    _checks.check_same_shape(dy, batch.shape)
+    axes, shape = batch.norm.axes, _feature_shape(dy.ndim, batch.axis)
+    dgamma = (dy.astype(np.float64) * cache.xhat).sum(axis=axes)
+    dbeta = dy.sum(axis=axes, dtype=np.float64)
+    scale = cache.r if batch.gamma is None else cache.r * np.asarray(batch.gamma, dtype=np.float64)
+    dx = normalize_backward(dy * scale.reshape(shape).astype(dy.dtype, copy=False), batch.norm)
+    return dx.astype(dy.dtype, copy=False), dgamma, dbeta
 
 
 def _layer_norm_axes(x, normalized_shape):

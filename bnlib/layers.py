@@ -306,6 +306,87 @@ class BatchNorm(Module):
         )
 
 
+class BatchRenorm(BatchNorm):
+    r"""Batch renormalization (Ioffe 2017): batch norm whose training output is corrected towards
+    the running statistics, so that training and inference compute (nearly) the same function.
+
+    .. math:: y = \gamma\left(\frac{x - \mu_B}{\sigma_B}\, r + d\right) + \beta
+
+    with ``r`` and ``d`` clipped by ``rmax`` and ``dmax`` and held constant in the backward (see
+    :func:`bnlib.functional.batch_renorm_train`). Eval mode is batch norm's. The running statistics
+    are updated as in :class:`BatchNorm` (PyTorch's convention: ``momentum`` is the weight of the new
+    batch, unbiased running variance). With ``rmax=1, dmax=0`` the layer is batch norm exactly.
+
+    Args:
+        num_features: C.
+        rmax, dmax: the clipping limits (>= 1 and >= 0). Default 3 and 5, the paper's final values.
+        schedule: None (fixed limits) or ``(warmup, r_end, d_end)`` steps of the paper's relaxation
+            (:func:`bnlib.functional.renorm_limits`, with the step = ``num_batches_tracked``);
+            ``BatchRenorm.PAPER_SCHEDULE`` is (5000, 40000, 25000).
+        eps, momentum, axis, affine: as in :class:`BatchNorm` (momentum None: cumulative average).
+
+    Shape:
+        As :class:`BatchNorm`.
+
+    Examples::
+
+        >>> rn = BatchRenorm(1, momentum=0.0, eps=1e-12)   # momentum 0: the running statistics stay put
+        >>> rn.running_mean[:], rn.running_var[:] = 0.0, 4.0
+        >>> rn(np.array([[0.0], [2.0]])).ravel().round(6).tolist()  # r = 1/2, d = 1/2: the eval output
+        [0.0, 1.0]
+    """
+
+    PAPER_SCHEDULE = (5000, 40000, 25000)
+
+    def __init__(self, num_features, *, rmax=3.0, dmax=5.0, schedule=None, eps=1e-5, momentum=0.1, axis=1, affine=True):
+        super().__init__(num_features, eps=eps, momentum=momentum, axis=axis, affine=affine, fast=False)
+        self.rmax, self.dmax, self.schedule = rmax, dmax, schedule
+        self.limits()  # validates the three
+        self._renorm = None
+
+    def limits(self):
+        """``(rmax, dmax)`` at the current step: fixed, or from the relaxation schedule."""
+        if self.schedule is None:
+            return _checks.check_at_least(self.rmax, "rmax", 1.0), _checks.check_at_least(self.dmax, "dmax", 0.0)
+        return F.renorm_limits(self.num_batches_tracked, rmax=self.rmax, dmax=self.dmax, schedule=self.schedule)
+
+    def forward(self, x):
+        if not self.training:
+            self._renorm = None
+            return super().forward(x)
+        x, axis = self._check_state(x)
+        if self.virtual_batch_size is not None:
+            raise ValueError(f"virtual_batch_size: BatchRenorm has no ghost batches, got {self.virtual_batch_size}")
+        rmax, dmax = self.limits()
+        y, cache = F.batch_renorm_train(
+            x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps, rmax, dmax, axis=axis
+        )
+        _checks.check_finite(x)  # nothing is updated from a batch with NaN or inf
+        tracked = self.num_batches_tracked + 1
+        momentum = F.cumulative_momentum(tracked) if self.momentum is None else self.momentum
+        count = _checks.count_over(x.shape, F.reduction_axes(x.ndim, axis))
+        F.update_running(self.running_mean, cache.batch.mean, momentum)
+        batch_var = F.unbiased(cache.batch.var, count) if self.unbiased_running_var else cache.batch.var
+        F.update_running(self.running_var, batch_var, momentum)
+        self.num_batches_tracked = tracked
+        self._renorm, self._cache = cache, None
+        return y
+
+    def backward(self, dy):
+        if self._renorm is None:
+            return super().backward(dy)
+        dx, dgamma, dbeta = F.batch_renorm_backward(dy, self._renorm)
+        self.dgamma = dgamma if self.gamma is not None else None
+        self.dbeta = dbeta if self.beta is not None else None
+        return dx
+
+    def __repr__(self):
+        return (
+            f"BatchRenorm({self.num_features}, rmax={self.rmax}, dmax={self.dmax}, schedule={self.schedule}, "
+            f"eps={self.eps:g}, momentum={self.momentum}, axis={self.axis}, training={self.training})"
+        )
+
+
 class LayerNorm(Module):
     r"""Layer normalization (``torch.nn.LayerNorm``, Ba et al. 2016).
 
