@@ -125,3 +125,25 @@ def test_jupyterlab_has_the_widget_manager():
     out = subprocess.run([str(jupyter), "labextension", "list"], capture_output=True, text=True)
     listing = out.stdout + out.stderr
     assert "@jupyter-widgets/jupyterlab-manager" in listing and "enabled" in listing and "OK" in listing, listing
+
+
+def test_every_page_has_a_favicon_a_description_and_one_title(built):
+    assert (HTML / "_static" / "favicon.svg").exists()
+    descriptions = {}
+    for page in pages():
+        text = (HTML / page).read_text(errors="replace")
+        if 'http-equiv="Refresh"' in text or 'http-equiv="refresh"' in text:
+            continue  # Jupyter Book's index.html: an immediate redirect to the front page
+        assert re.search(r'<link rel="(shortcut )?icon" href="[^"]*favicon\.svg"', text), page
+        found = re.findall(r'<meta name="description" content="([^"]*)"', text)
+        assert len(found) == 1 and len(found[0]) >= 40, (page, found)
+        descriptions[page] = found[0]
+        title = re.search(r"<title>(.*?)</title>", text, re.S).group(1)
+        assert title.count("Batch normalization, measured") <= 1, (page, title)
+    chapters = [d for p, d in descriptions.items() if "/ch" in p]
+    assert len(set(chapters)) == len(chapters), "two chapters share a description"
+
+
+def test_a_404_page_is_built(built):
+    text = (HTML / "404.html").read_text()
+    assert "Page not found" in text and "index.html" in text
