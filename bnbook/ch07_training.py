@@ -13,7 +13,7 @@ import numpy as np
 
 from bnlib import SGD, BatchNorm, Linear, Module, Sequential, SoftmaxCrossEntropy, mlp
 from bnlib.data import batches, load_digits
-from bnlib.train import History, evaluate, fit
+from bnlib.train import fit
 
 from .explore import interactive
 from .style import ARM_COLOURS, PALETTE, frame, pyplot
@@ -407,28 +407,7 @@ def fit_two_rates(model, data, *, epochs=5, lr=0.05, weight_lr=None, momentum=0.
         SGD(invariant, lr=lr if weight_lr is None else weight_lr, momentum=momentum),
         SGD(rest, lr=lr, momentum=momentum),
     ]
-    loss_fn = SoftmaxCrossEntropy()
-    rng = np.random.default_rng(seed)
-    history = History([], [], [], False)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for _ in range(epochs):
-            model.train()
-            losses = []
-            for xb, yb in batches(data.x_train, data.y_train, batch_size, rng=rng):
-                logits = model(xb)
-                if not np.isfinite(logits).all():
-                    model.eval()
-                    return history._replace(diverged=True)
-                losses.append(loss_fn(logits, yb))
-                model.backward(loss_fn.backward())
-                for opt in optimizers:
-                    opt.step()
-            history.train_loss.append(float(np.mean(losses)))
-            test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-            history.test_loss.append(test_loss)
-            history.test_accuracy.append(test_acc)
-    model.eval()
-    return history
+    return fit(model, data, epochs=epochs, batch_size=batch_size, seed=seed, optimizers=optimizers)
 
 
 class GainEquivalence(NamedTuple):

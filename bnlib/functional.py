@@ -830,6 +830,12 @@ def layer_norm_backward(dy, cache: NormCache, gamma=None):
     """
     if not isinstance(cache, NormCache) or not cache.centered:
         raise TypeError(f"cache: expected the NormCache of a layer-norm forward, got {type(cache).__name__}")
+    return _per_sample_backward(dy, cache, gamma)
+
+
+def _per_sample_backward(dy, cache: NormCache, gamma):
+    """The backward shared by layer and RMS norm (statistics per sample over the trailing axes):
+    ``(dx, dgamma, dbeta)`` with the parameter gradients summed over the leading axes."""
     dy = _checks.as_float_array(dy, "dy")
     _checks.check_same_shape(dy, cache.xhat.shape)
     gamma = _check_elementwise(gamma, cache.xhat.shape[len(cache.xhat.shape) - len(cache.axes) :], "gamma")
@@ -903,13 +909,8 @@ def rms_norm_backward(dy, cache: NormCache, gamma=None):
     """
     if not isinstance(cache, NormCache) or cache.centered:
         raise TypeError(f"cache: expected the NormCache of an RMS-norm forward, got {type(cache).__name__}")
-    dy = _checks.as_float_array(dy, "dy")
-    _checks.check_same_shape(dy, cache.xhat.shape)
-    gamma = _check_elementwise(gamma, cache.xhat.shape[len(cache.xhat.shape) - len(cache.axes) :], "gamma")
-    lead = tuple(range(dy.ndim - len(cache.axes)))
-    dgamma = (dy.astype(np.float64) * cache.xhat).sum(axis=lead)
-    dxhat = dy if gamma is None else dy * gamma
-    return normalize_backward(dxhat, cache).astype(dy.dtype, copy=False), dgamma
+    dx, dgamma, _ = _per_sample_backward(dy, cache, gamma)  # RMS norm has no beta
+    return dx, dgamma
 
 
 class GroupNormCache(NamedTuple):

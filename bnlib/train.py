@@ -86,8 +86,14 @@ def train_mode_accuracy(model: Module, x, y, batch_size) -> float:
     return float((logits.argmax(axis=1) == y[:n]).mean())
 
 
-def fit(model: Module, data, *, epochs=10, lr=0.1, momentum=0.9, batch_size=64, seed=0, weight_decay=0.0):
+def fit(
+    model: Module, data, *, epochs=10, lr=0.1, momentum=0.9, batch_size=64, seed=0, weight_decay=0.0, optimizers=None
+):
     """Train ``model`` with SGD on ``data`` (a :class:`bnlib.data.Dataset`); returns a :class:`History`.
+
+    ``optimizers``: a list of :class:`bnlib.SGD` that together hold every parameter of ``model``
+    exactly once, stepped in order instead of one SGD built from ``lr``, ``momentum`` and
+    ``weight_decay`` (for example two parameter groups with their own learning rates).
 
     The batch order is drawn from ``seed``, so two arms of an experiment that share the seed see the
     same batches. Training stops early, with ``diverged=True``, if the loss or a parameter becomes
@@ -104,7 +110,9 @@ def fit(model: Module, data, *, epochs=10, lr=0.1, momentum=0.9, batch_size=64, 
     _check_model(model)
     epochs = _checks.check_positive_int(epochs, "epochs")
     loss_fn = SoftmaxCrossEntropy()
-    opt = SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizers is None:
+        optimizers = [SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)]
+    _check_optimizers(model, optimizers)
     rng = np.random.default_rng(seed)
     history = History([], [], [], False)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -119,8 +127,9 @@ def fit(model: Module, data, *, epochs=10, lr=0.1, momentum=0.9, batch_size=64, 
                 loss = loss_fn(logits, yb)
                 losses.append(loss)
                 model.backward(loss_fn.backward())
-                opt.step()
-                if not all(np.isfinite(getattr(m, n)).all() for m, n in opt.params):
+                for opt in optimizers:
+                    opt.step()
+                if not all(np.isfinite(getattr(m, n)).all() for opt in optimizers for m, n in opt.params):
                     model.eval()
                     return history._replace(diverged=True)
             history.train_loss.append(float(np.mean(losses)))
@@ -129,6 +138,18 @@ def fit(model: Module, data, *, epochs=10, lr=0.1, momentum=0.9, batch_size=64, 
             history.test_accuracy.append(test_acc)
     model.eval()
     return history
+
+
+def _check_optimizers(model, optimizers):
+    if not isinstance(optimizers, (list, tuple)) or not all(isinstance(o, SGD) for o in optimizers):
+        raise TypeError(f"optimizers: expected a list of bnlib.SGD, got {optimizers!r}")
+    held = [(id(m), n) for o in optimizers for m, n in o.params]
+    wanted = {(id(m), n) for m, n in model.parameters()}
+    if len(held) != len(set(held)) or set(held) != wanted:
+        raise ValueError(
+            f"optimizers: expected every parameter of the model exactly once, got {len(held)} entries "
+            f"for the model's {len(wanted)} parameters"
+        )
 
 
 def recalibrate(model: Module, x, *, batch_size=None) -> Module:

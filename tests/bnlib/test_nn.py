@@ -154,3 +154,24 @@ def test_recalibrate_sets_exact_training_set_statistics():
     np.testing.assert_allclose(bn.running_mean, pre.mean(0), atol=1e-12)
     np.testing.assert_allclose(bn.running_var, pre.var(0, ddof=1), rtol=1e-10)
     assert bn.momentum == 0.1 and not model.training
+
+
+def test_fit_with_optimizers_that_split_the_parameters_equals_one_sgd_and_refuses_gaps():
+    from bnlib import SGD, data, mlp
+    from bnlib.train import fit
+
+    digits = data.load_digits()
+    one = fit(mlp([64, 16, 10], norm="batch", rng=0), digits, epochs=2, lr=0.1, momentum=0.9, seed=1)
+    model = mlp([64, 16, 10], norm="batch", rng=0)
+    params = model.parameters()
+    groups = [SGD(params[:2], lr=0.1, momentum=0.9), SGD(params[2:], lr=0.1, momentum=0.9)]
+    two = fit(model, digits, epochs=2, seed=1, optimizers=groups)
+    assert one.train_loss == two.train_loss and one.test_accuracy == two.test_accuracy
+    with pytest.raises(ValueError, match="every parameter of the model exactly once"):
+        fit(mlp([64, 16, 10], rng=0), digits, epochs=1, optimizers=[SGD(params[:2], lr=0.1)])
+    twice = mlp([64, 16, 10], rng=0)
+    p = twice.parameters()
+    with pytest.raises(ValueError, match="exactly once"):
+        fit(twice, digits, epochs=1, optimizers=[SGD(p, lr=0.1), SGD(p[:1], lr=0.1)])
+    with pytest.raises(TypeError, match="optimizers"):
+        fit(twice, digits, epochs=1, optimizers="sgd")
