@@ -8,7 +8,7 @@ import numpy as np
 
 from bnlib import mlp
 from bnlib.data import Dataset, load_digits
-from bnlib.train import evaluate, fit, predict, train_mode_accuracy
+from bnlib.train import evaluate, fit, predict, recalibrate, train_mode_accuracy
 
 from .explore import interactive
 from .style import NORM_COLOURS, PALETTE, frame, pyplot
@@ -184,6 +184,7 @@ def overfit_experiment(
     lr=0.0125,
     data=None,
     twin=True,
+    recalibrated=False,
 ):
     """Train on a small training subset until it is memorized, and measure the generalization gap.
 
@@ -195,6 +196,11 @@ def overfit_experiment(
     noise of training mode. For the per-epoch training-loss curve (``twin=True``) each run is repeated
     with the training subset as its "test" split: same seed, same batches, so the same parameters at
     every epoch (checked: both copies give identical test losses at the end).
+
+    ``recalibrated=True`` replaces every batch norm's running statistics by the exact statistics of
+    the training subset before the final scoring (:func:`bnlib.train.recalibrate`), so arms whose
+    running estimates were updated differently (ghost batches update once per ghost batch) are scored
+    with the same kind of statistics and differ only in how they trained.
     """
     data = data or load_digits()
     out = {k: [] for k in OverfitResult._fields}
@@ -211,6 +217,10 @@ def overfit_experiment(
             model, history = runs[0]
             if any(h.diverged for _, h in runs):
                 raise RuntimeError(f"norm {norm}, seed {seed}: training diverged")
+            if recalibrated:
+                if twin:
+                    raise ValueError("recalibrated=True: use twin=False (the per-epoch curves are not recalibrated)")
+                recalibrate(model, subset.x_train)
             test_loss, test_acc = evaluate(model, subset.x_test, subset.y_test)
             if twin and evaluate(runs[1][0], subset.x_test, subset.y_test) != (test_loss, test_acc):
                 raise RuntimeError(f"norm {norm}, seed {seed}: the twin run did not reproduce the training")

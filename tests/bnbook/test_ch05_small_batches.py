@@ -138,3 +138,32 @@ def test_overfit_curves_figure(small_overfit):
 def test_unknown_norm_is_rejected():
     with pytest.raises(ValueError, match="norm"):
         ch05.overfit_experiment(norms=("instance",), seeds=(0,), per_class=2, epochs=1, widths=(8,))
+
+
+def test_overfit_experiment_recalibrated_scores_with_exact_training_statistics():
+    import numpy as np
+    import pytest
+
+    import bnlib
+    from bnbook import ch05_small_batches as ch05
+
+    out = ch05.overfit_experiment(
+        ("ghost-8",),
+        seeds=(0,),
+        per_class=3,
+        epochs=2,
+        widths=(8,),
+        batch_size=16,
+        lr=0.05,
+        twin=False,
+        recalibrated=True,
+    )
+    model, subset = out.models[0], out.subsets[0]
+    bn = next(m for m in model.modules() if isinstance(m, bnlib.BatchNorm))
+    first = model.layers[0](subset.x_train)  # the linear layer before the first batch norm
+    np.testing.assert_allclose(bn.running_mean, first.mean(axis=0), atol=1e-10)
+    np.testing.assert_allclose(bn.running_var, first.var(axis=0, ddof=1), atol=1e-10)
+    with pytest.raises(ValueError, match="twin=False"):
+        ch05.overfit_experiment(
+            ("batch",), seeds=(0,), per_class=3, epochs=1, widths=(8,), twin=True, recalibrated=True
+        )
