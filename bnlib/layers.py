@@ -372,6 +372,13 @@ class BatchRenorm(BatchNorm):
         self._renorm, self._cache = cache, None
         return y
 
+    @property
+    def corrections(self):
+        """``(r, d)`` per feature from the last training-mode forward (after clipping), or None
+        before one and after an eval-mode forward: how far the batch's statistics were from the
+        running ones, and whether the limits were hit (``|log r| = log rmax``, ``|d| = dmax``)."""
+        return None if self._renorm is None else (self._renorm.r.copy(), self._renorm.d.copy())
+
     def backward(self, dy):
         if self._renorm is None:
             return super().backward(dy)

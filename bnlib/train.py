@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _checks
 from .data import batches
-from .layers import BatchNorm
+from .layers import BatchNorm, BatchRenorm
 from .module import Module
 from .nn import SoftmaxCrossEntropy
 from .optim import SGD
@@ -159,7 +159,9 @@ def recalibrate(model: Module, x, *, batch_size=None) -> Module:
     and ghost batches are switched off, for one training-mode pass over ``x``; with
     ``batch_size=None`` that pass is one batch, so the running mean is the exact mean and the
     running variance the exact variance (unbiased or biased, as the layer's option says) at that
-    layer's input. Parameters are not touched. Every option is restored and the model left in eval mode.
+    layer's input. A :class:`BatchRenorm` acts as batch norm for that pass (``rmax=1, dmax=0``), since
+    its correction towards the running statistics would use the values being replaced. Parameters are
+    not touched. Every option is restored and the model left in eval mode.
 
     Examples::
 
@@ -172,9 +174,15 @@ def recalibrate(model: Module, x, *, batch_size=None) -> Module:
     _check_model(model)
     norms = _norms(model)
     saved = [(m, m.momentum, m.virtual_batch_size, m.running_mean, m.running_var, m.num_batches_tracked) for m in norms]
+    # BatchRenorm's training output is corrected towards the running statistics, which are being
+    # re-estimated from scratch here: for this pass it must be batch norm (r = 1, d = 0), or every
+    # layer after the first would see inputs normalized with the reset values 0 and 1.
+    renorms = [(m, m.rmax, m.dmax, m.schedule) for m in norms if isinstance(m, BatchRenorm)]
     for m in norms:
         m.reset_running_stats()
         m.momentum, m.virtual_batch_size = None, None
+    for m, *_ in renorms:
+        m.rmax, m.dmax, m.schedule = 1.0, 0.0, None
     model.train()
     try:
         predict(model, x, batch_size=batch_size)
@@ -185,5 +193,7 @@ def recalibrate(model: Module, x, *, batch_size=None) -> Module:
     finally:
         for m, momentum, virtual, *_ in saved:
             m.momentum, m.virtual_batch_size = momentum, virtual
+        for m, rmax, dmax, schedule in renorms:
+            m.rmax, m.dmax, m.schedule = rmax, dmax, schedule
         model.eval()
     return model

@@ -132,3 +132,47 @@ def test_assigned_options_are_honoured_or_refused():
     layer.virtual_batch_size = 1
     with pytest.raises(ValueError, match="virtual_batch_size"):
         layer(x)
+
+
+def test_recalibrate_gives_a_renorm_network_the_statistics_of_the_same_batch_norm_network():
+    # BatchRenorm's training pass corrects towards the running statistics; recalibrate resets them, so
+    # it must run the renorm layers as batch norm, and then restore their limits and schedule
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, size=(200, 4))
+    w = rng.normal(size=(4, 4))
+
+    def net(norm):
+        first, second = norm(4), norm(4)
+        lin = bnlib.Linear(4, 4, bias=False, rng=1)
+        lin.weight = w.copy()
+        return bnlib.Sequential(first, lin, second)
+
+    renorm = net(lambda c: bnlib.BatchRenorm(c, rmax=2.0, dmax=1.0))  # fixed limits: no warm-up to hide behind
+    for layer in renorm.layers[::2]:
+        layer.running_mean[:], layer.running_var[:] = 5.0, 9.0  # stale
+    bnlib.train.recalibrate(renorm, x)
+    reference = bnlib.train.recalibrate(net(bnlib.BatchNorm), x)
+    for got, want in zip(renorm.layers[::2], reference.layers[::2]):
+        np.testing.assert_allclose(got.running_mean, want.running_mean, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got.running_var, want.running_var, rtol=1e-12)
+        assert (got.rmax, got.dmax, got.schedule) == (2.0, 1.0, None)
+    scheduled = bnlib.Sequential(bnlib.BatchRenorm(4, schedule=(10, 20, 30)))
+    assert bnlib.train.recalibrate(scheduled, x)[0].schedule == (10, 20, 30)
+
+
+def test_corrections_report_the_clipped_r_and_d_of_the_last_training_forward():
+    layer = bnlib.BatchRenorm(2, rmax=1.5, dmax=0.5, momentum=0.0)
+    assert layer.corrections is None
+    x = np.array([[0.0, 10.0], [4.0, 10.2], [8.0, 9.8]])  # batch sd 3.27 and 0.16, running sd 1
+    layer(x)
+    r, d = layer.corrections
+    np.testing.assert_allclose(r, [1.5, 1 / 1.5])  # both clipped, one from above and one from below
+    np.testing.assert_allclose(d, [0.5, 0.5])
+    r[:] = 0.0  # a copy: the layer's backward is not changed
+    assert layer.corrections[0][0] == 1.5
+    x2 = np.array([[0.2, -0.8], [1.8, 0.8]])  # sd 0.8 in both: r inside the limits; d = 1 and 0
+    layer(x2)
+    np.testing.assert_allclose(layer.corrections[0], np.sqrt(0.64 + layer.eps) / np.sqrt(1 + layer.eps))
+    np.testing.assert_allclose(layer.corrections[1], [0.5, 0.0], atol=1e-12)
+    layer.eval()(x)
+    assert layer.corrections is None
