@@ -360,6 +360,8 @@ CHAPTER_MODULES = (
     "ch07_training",
     "ch08_pytorch",
     "ch09_pitfalls",
+    "ch10_scale_depth",
+    "ch11_in_the_wild",
 )
 
 
