@@ -10,6 +10,7 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bnlib import SGD, BatchNorm, LayerNorm, Linear, Module, ReLU, Residual, RMSNorm, Sequential, mlp
 from bnlib import functional as F
@@ -20,6 +21,38 @@ from bnlib.train import evaluate
 from .ch07_training import scale_invariant_weights
 from .explore import interactive
 from .style import PALETTE, frame, pyplot
+
+
+def _one_blas_thread(fn):
+    """Run ``fn`` with one BLAS thread: on these 64-wide matrices threads cost more than they save
+    (about 30% of a training run here), and a single thread leaves the other core to the build."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(1):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _check_seeds(seeds):
+    seeds = tuple(seeds)
+    if not seeds or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in seeds):
+        raise ValueError(f"seeds: expected a non-empty list of ints, got {seeds!r}")
+    return seeds
+
+
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_rate(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value >= 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    return float(value)
+
 
 # --- Scale invariance ------------------------------------------------------------------------------
 
@@ -40,6 +73,7 @@ class ScaleCheck(NamedTuple):
     cosine: np.ndarray  # <W, dL/dW> / (||W|| ||dL/dW||) at cW; scale invariance predicts 0
 
 
+@_one_blas_thread
 def scale_invariance(cs=(0.1, 0.5, 2.0, 10.0), *, eps=1e-5, seed=0, batch_size=64) -> ScaleCheck:
     """Multiply the first hidden Linear weight W of a batch-norm MLP (3 hidden layers of 64) by each
     c > 0 and measure, on one training-mode batch of digits: the change of the logits, the gradient
@@ -97,26 +131,35 @@ def _steps(data, *, epochs, batch_size, seed):
         yield from batches(data.x_train, data.y_train, batch_size, rng=rng)
 
 
+@_one_blas_thread
 def weight_norm_study(
     *, lr=0.1, weight_decay=0.0, gain=None, seeds=(0, 1, 2), epochs=20, batch_size=32, depth=3, data=None
 ):
     """Train the batch-norm MLP (``depth`` hidden layers of 64, ReLU) with plain SGD (no momentum, so
-    the growth rule is exact) and weight decay on every parameter, recording each scale-invariant
-    weight's squared norm and the angle it turns by at every step.
+    the growth rule is exact) and weight decay on the scale-invariant weights only (gamma, beta and
+    the output layer get none, so that weight decay can act only through the effective learning
+    rate: the function ignores those norms), recording each scale-invariant weight's squared norm
+    and the angle it turns by at every step.
 
     Without weight decay the gradient is orthogonal to W, so each step adds ``lr^2 ||g||^2`` to
     ``||W||^2``: the norm only grows and the effective learning rate ``lr / ||W||^2`` only falls
     (``growth_residual`` measures how exactly). With weight decay the norm settles where shrinkage and
     growth balance; for plain SGD that equilibrium turns W by about ``sqrt(2 lr weight_decay)`` radians
     per step (van Laarhoven 2017; Wan et al. 2021), whatever the initial norm."""
+    seeds, epochs = _check_seeds(seeds), _check_count(epochs, "epochs")
+    lr, weight_decay = _check_rate(lr, "lr"), _check_rate(weight_decay, "weight_decay")
+    batch_size, depth = _check_count(batch_size, "batch_size"), _check_count(depth, "depth")
     data = data or load_digits()
     loss_fn = SoftmaxCrossEntropy()
     sq, angles, residual, acc = [], [], [], []
     steps_per_epoch = len(data.x_train) // batch_size
     for seed in seeds:
         model = mlp([64] + [64] * depth + [10], norm="batch", rng=seed, gain=gain)
-        layers = [m for m, _ in scale_invariant_weights(model)]
-        opt = SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+        invariant = scale_invariant_weights(model)
+        layers = [m for m, _ in invariant]
+        keys = {(id(m), n) for m, n in invariant}
+        rest = [(m, n) for m, n in model.parameters() if (id(m), n) not in keys]
+        optimizers = [SGD(invariant, lr=lr, weight_decay=weight_decay), SGD(rest, lr=lr)]
         sq_run, ang_run, worst = [[np.sum(m.weight**2) for m in layers]], [], 0.0
         model.train()
         for xb, yb in _steps(data, epochs=epochs, batch_size=batch_size, seed=seed):
@@ -124,7 +167,8 @@ def weight_norm_study(
             loss_fn(model(xb), yb)
             model.backward(loss_fn.backward())
             grads = [np.sum(m.dweight**2) for m in layers]
-            opt.step()
+            for opt in optimizers:
+                opt.step()
             now = [np.sum(m.weight**2) for m in layers]
             if weight_decay == 0:
                 worst = max(worst, max(abs(n - b - lr**2 * g) / n for n, b, g in zip(now, sq_run[-1], grads)))
@@ -150,7 +194,7 @@ def weight_norm_study(
 def equilibrium_angle(lr, weight_decay) -> float:
     """The angular update per step at the weight-norm equilibrium of plain SGD with weight decay:
     ``||W||^2 (1 - lr wd)^2 + lr^2 ||g||^2 = ||W||^2`` gives ``lr ||g|| / ||W|| ~ sqrt(2 lr wd)``."""
-    return float(np.sqrt(2 * lr * weight_decay))
+    return float(np.sqrt(2 * _check_rate(lr, "lr") * _check_rate(weight_decay, "weight_decay")))
 
 
 def _smooth(values, window):
@@ -251,8 +295,10 @@ class UpdateRatios(NamedTuple):
     test_accuracy: np.ndarray  # (seeds,); NaN for a run that diverged
     diverged: np.ndarray  # (seeds,) bool: the loss became NaN or inf (the run stops, its ratios NaN)
     sq_norm: np.ndarray  # (seeds, 2, depth): ||W||^2 of each hidden weight at the start and at the end
+    steps_per_epoch: int
 
 
+@_one_blas_thread
 def update_ratios(
     *, norm="batch", lr=0.05, momentum=0.9, seeds=(0, 1, 2), epochs=10, batch_size=32, depth=4, data=None
 ):
@@ -262,6 +308,8 @@ def update_ratios(
     higher means the layer's weights are thrashing, much lower that it has stopped learning."""
     if norm not in ("batch", "none"):
         raise ValueError(f"norm: expected 'batch' or 'none', got {norm!r}")
+    seeds, epochs = _check_seeds(seeds), _check_count(epochs, "epochs")
+    lr, batch_size, depth = _check_rate(lr, "lr"), _check_count(batch_size, "batch_size"), _check_count(depth, "depth")
     data = data or load_digits()
     loss_fn = SoftmaxCrossEntropy()
     n_steps = epochs * (len(data.x_train) // batch_size)
@@ -289,16 +337,17 @@ def update_ratios(
         if not diverged[i]:
             acc[i] = evaluate(model.eval(), data.x_test, data.y_test)[1]
             sq_norm[i, 1] = [np.sum(m.weight**2) for m in layers[:-1]]
-    return UpdateRatios(norm, float(lr), logs, acc, diverged, sq_norm)
+    return UpdateRatios(norm, float(lr), logs, acc, diverged, sq_norm, len(data.x_train) // batch_size)
 
 
-def update_ratio_plot(results: list, window=42):
+def update_ratio_plot(results: list, window=None):
     """One panel per run of :func:`update_ratios`: each layer's log10 update ratio over training
-    (seed 0, moving average over ``window`` steps), the first layer darkest; -3 dashed."""
+    (seed 0, moving average over ``window`` steps, default one epoch), the first layer darkest; -3 dashed."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.2), sharey=True, layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, res in zip(axes, results):
+        window = window or res.steps_per_epoch
         curves = _smooth(res.log_ratio[0].T, window)
         n = len(curves)
         cmap = pyplot().get_cmap("viridis")
@@ -344,14 +393,16 @@ class Scale(Module):
 
 
 class Tap(Module):
-    """The identity, recording the norm of the gradient that flows back through it (``grad_norm``):
-    placed on the residual stream it shows how the gradient changes from the output to the input."""
+    """The identity, recording the variance of what flows forward through it (``variance``, averaged
+    over the units) and the norm of the gradient that flows back (``grad_norm``): placed on the
+    residual stream it shows how both change with depth."""
 
     def __init__(self):
         super().__init__()
-        self.grad_norm = None
+        self.grad_norm = self.variance = None
 
     def forward(self, x):
+        self.variance = float(np.var(x, axis=0).mean())
         return x
 
     def backward(self, dy):
@@ -376,8 +427,8 @@ def deep_net(architecture, depth, *, width=64, seed=0, taps=False):
     - "SkipInit": the same blocks without BN, the branch scaled by a learnable alpha = 0 (De & Smith 2020).
 
     The residual ones need an odd ``depth`` (a stem and two layers per block). ``taps=True`` puts a
-    :class:`Tap` on the stream in front of every plain layer or residual block and in front of the
-    output layer."""
+    :class:`Tap` on the stream after the first hidden layer (the stem) and after every later plain
+    layer or residual block, so the last one is in front of the output layer."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture: expected one of {ARCHITECTURES}, got {architecture!r}")
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
@@ -421,27 +472,56 @@ class Profile(NamedTuple):
     depth: int
     position: np.ndarray  # hidden Linear layers below each tap (the stream's depth there)
     grad_norm: np.ndarray  # (seeds, taps): ||dL/dh|| on the stream at each tap, at initialization
+    variance: np.ndarray  # (seeds, taps): the stream's variance over the batch there, mean over units
 
     @property
     def ratio(self) -> np.ndarray:
-        """Per seed: the gradient norm at the first tap over that at the last (next to the output)."""
+        """Per seed: the gradient norm at the first tap (after hidden layer 1) over that at the last
+        (in front of the output layer)."""
         return self.grad_norm[:, 0] / self.grad_norm[:, -1]
 
 
+@_one_blas_thread
 def gradient_profile(architecture, depth, *, seeds=(0, 1, 2), batch_size=64, data=None) -> Profile:
-    """The gradient of the loss with respect to the stream (the input of each plain layer or residual
-    block, and of the output layer), at initialization, on one training-mode batch of digits per
-    seed (the same batch for every architecture)."""
+    """The gradient of the loss with respect to the stream (after the first hidden layer and after
+    every later plain layer or residual block: the input of the next one, the last tap the output
+    layer's), at initialization, on one training-mode batch of digits per seed (the same batch for
+    every architecture)."""
+    seeds = _check_seeds(seeds)
     data = data or load_digits()
     x, y = data.x_train[:batch_size], data.y_train[:batch_size]
-    out = []
+    grads, variances = [], []
     for seed in seeds:
         model = deep_net(architecture, depth, seed=seed, taps=True)
         _loss_and_grads(model, x, y)
-        out.append([m.grad_norm for m in model.modules() if isinstance(m, Tap)])
+        taps = [m for m in model.modules() if isinstance(m, Tap)]
+        grads.append([m.grad_norm for m in taps])
+        variances.append([m.variance for m in taps])
     step = 1 if architecture.startswith("plain") else 2
     position = np.arange(1, depth + 1, step)
-    return Profile(architecture, depth, position, np.array(out))
+    return Profile(architecture, depth, position, np.array(grads), np.array(variances))
+
+
+@_one_blas_thread
+def pre_norm_variance(depth=31, *, seeds=(0, 1, 2), batch_size=64, data=None) -> np.ndarray:
+    """The batch variance of each BatchNorm's input (averaged over its units) in the plain batch-norm
+    network at initialization, shape (seeds, depth). Each BN's backward divides the gradient by
+    ``sqrt(var + eps)``, so a variance below 1 at every layer makes the gradient grow towards the
+    input by about ``1 / sqrt(var)`` per layer. For ``Linear -> BN -> ReLU`` with He weights the
+    variance is ``2 Var(ReLU(z)) = 1 - 1/pi`` for standard normal z (the batch mean removed),
+    hence a growth of ``1 / sqrt(1 - 1/pi) = 1.21`` per layer."""
+    seeds = _check_seeds(seeds)
+    data = data or load_digits()
+    x = data.x_train[:batch_size]
+    out = []
+    for seed in seeds:
+        h, variances = x, []
+        for layer in deep_net("plain + BN", depth, seed=seed).train().layers:
+            if isinstance(layer, BatchNorm):
+                variances.append(h.var(axis=0).mean())
+            h = layer(h)
+        out.append(variances)
+    return np.array(out)
 
 
 PROFILE_GRID = dict(depth=[11, 21, 31, 51], normalization=["none", "batch"], residual=[False, True])
@@ -496,7 +576,7 @@ def gradient_profile_plot(profiles: list):
         )
     ax.set_yscale("log")
     ax.set_xlabel("hidden layers below (0 = the input side)")
-    ax.set_ylabel(r"$\|\partial L/\partial h\|$, median of 3 seeds")
+    ax.set_ylabel(rf"$\|\partial L/\partial h\|$, median of {len(profiles[0].grad_norm)} seeds")
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     return fig
 
@@ -509,6 +589,7 @@ class DepthRuns(NamedTuple):
     test_accuracy: np.ndarray  # (architectures, seeds, epochs)
 
 
+@_one_blas_thread
 def depth_training(
     architectures=ARCHITECTURES, *, depth=31, lr=0.02, seeds=(0, 1, 2), epochs=8, batch_size=64, data=None
 ):
@@ -516,6 +597,7 @@ def depth_training(
     ``lr``), seeds and batch order (:func:`bnlib.train.fit`)."""
     from bnlib.train import fit
 
+    seeds, epochs = _check_seeds(seeds), _check_count(epochs, "epochs")
     data = data or load_digits()
     loss = np.full((len(architectures), len(seeds), epochs), np.nan)
     acc = np.full_like(loss, np.nan)
@@ -542,7 +624,7 @@ def depth_training_plot(runs: DepthRuns):
     ax2.set_xlabel("epoch")
     ax1.set_ylabel("training loss (train mode)")
     ax2.set_ylabel("test accuracy (%)")
-    ax1.set_title(f"depth {runs.depth}, lr {runs.lr:g}, 3 seeds each", fontsize=10)
+    ax1.set_title(f"depth {runs.depth}, lr {runs.lr:g}, {runs.train_loss.shape[1]} seeds each", fontsize=10)
     ax1.legend(fontsize=7)
     return fig
 
@@ -553,7 +635,8 @@ def depth_training_plot(runs: DepthRuns):
 def padded_batch(lengths, *, channels=8, max_length=None, mean=1.0, std=2.0, seed=0):
     """A batch of sequences of the given ``lengths``, tokens ``~ N(mean, std^2)`` per channel, padded
     with zeros to ``max_length`` (default: the longest). Returns ``(x, mask)``: ``x`` of shape
-    (N, T, channels) and ``mask`` (N, T), True on real tokens."""
+    (N, T, channels) and ``mask`` (N, T), True on real tokens. The same ``seed`` gives the same real
+    tokens whatever ``max_length``."""
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.size == 0 or np.any(lengths < 1):
         raise ValueError(f"lengths: expected a list of positive lengths, got {lengths}")
@@ -562,8 +645,11 @@ def padded_batch(lengths, *, channels=8, max_length=None, mean=1.0, std=2.0, see
         raise ValueError(f"max_length: {t} is shorter than the longest sequence ({lengths.max()})")
     rng = np.random.default_rng(seed)
     mask = np.arange(t)[None, :] < lengths[:, None]
-    x = rng.normal(mean, std, size=(len(lengths), t, channels)) * mask[..., None]
-    return x, mask
+    # the real tokens are drawn for the longest sequence only, so a longer max_length pads the same tokens
+    tokens = rng.normal(mean, std, size=(len(lengths), lengths.max(), channels))
+    x = np.zeros((len(lengths), t, channels))
+    x[:, : lengths.max()] = tokens
+    return x * mask[..., None], mask
 
 
 def batch_norm_tokens(x, mask=None, eps=1e-5):
@@ -635,7 +721,7 @@ def pollution_plot(p: Pollution):
     ):
         ax2.plot(p.pad_fraction, getattr(p, key), marker + "--", ms=6, color=colour, label=label)
     ax2.set_xlabel("padding fraction f")
-    ax2.set_ylabel("max change of the real tokens' output")
+    ax2.set_ylabel("largest change on real tokens")
     ax2.legend(fontsize=8)
     return fig
 
