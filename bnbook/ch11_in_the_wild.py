@@ -40,6 +40,12 @@ def _check_batch_size(batch_size, name="batch_size"):
     return int(batch_size)
 
 
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    return int(value)
+
+
 def batch_order(labels, batch_size, rng, order="shuffled"):
     """Index arrays of one epoch's batches (full batches only).
 
@@ -71,6 +77,7 @@ def train(model, data, *, epochs, lr, batch_size, seed, order="shuffled", moment
     if bn_mode not in ("train", "frozen"):
         raise ValueError(f"bn_mode: expected 'train' or 'frozen', got {bn_mode!r}")
     batch_size = _check_batch_size(batch_size)
+    epochs = _check_positive_int(epochs, "epochs")
     loss_fn = SoftmaxCrossEntropy()
     opt = SGD(model.parameters(), lr=lr, momentum=momentum)
     rng = np.random.default_rng(seed)
@@ -107,6 +114,7 @@ def _norm_layers(model):
 
 
 def _summary(values):
+    """``(mean, sd)`` with the population sd (``ddof=0``), the book's convention (chapter 5)."""
     values = np.asarray(values, dtype=float)
     return float(values.mean()), float(values.std())
 
@@ -145,6 +153,7 @@ def renorm_study(
     :class:`RenormStudy`.
     """
     seeds = _check_seeds(seeds)
+    epochs = _check_positive_int(epochs, "epochs")
     data = data or load_digits()
     settings, acc, train_acc = [], [], []
     with threadpool_limits(1):
@@ -162,9 +171,11 @@ def renorm_study(
 
 
 class RenormTrace(NamedTuple):
-    r: np.ndarray  # (steps, features) the correction r of one layer after each step
+    r: np.ndarray  # (steps, features) r used in each step's forward (running stats before its update)
     d: np.ndarray  # (steps, features)
     r_clipped: np.ndarray  # (steps,) fraction of features with r at a limit
+    r_low: np.ndarray  # (steps,) fraction of features with r at 1 / rmax
+    r_high: np.ndarray  # (steps,) fraction of features with r at rmax
     d_clipped: np.ndarray  # (steps,)
     rmax: float
     dmax: float
@@ -173,8 +184,10 @@ class RenormTrace(NamedTuple):
 
 def renorm_trace(*, batch_size=4, layer=1, seed=0, epochs=1, lr_per_32=0.05, rmax=3.0, dmax=5.0, data=None):
     """Train one renorm network and record ``r`` and ``d`` of its ``layer``-th BatchRenorm (0 first)
-    at every step, with the fraction of its features clipped at ``1/rmax``/``rmax`` or ``+-dmax``."""
+    at every step (``BatchRenorm.corrections``), with the fraction of its features clipped at
+    ``1/rmax``/``rmax`` or ``+-dmax``. Returns a :class:`RenormTrace`."""
     batch_size = _check_batch_size(batch_size)
+    epochs = _check_positive_int(epochs, "epochs")
     data = data or load_digits()
     model = _net("renorm", seed, rmax=rmax, dmax=dmax)
     norms = _norm_layers(model)
@@ -194,9 +207,10 @@ def renorm_trace(*, batch_size=4, layer=1, seed=0, epochs=1, lr_per_32=0.05, rma
         )
     r, d = np.array(rs), np.array(ds)
     tol = 1e-12
-    r_clipped = ((r >= rmax - tol) | (r <= 1 / rmax + tol)).mean(axis=1)
+    low, high = r <= 1 / rmax + tol, r >= rmax - tol
     d_clipped = (np.abs(d) >= dmax - tol).mean(axis=1)
-    return RenormTrace(r, d, r_clipped, d_clipped, rmax, dmax, accuracy(model, data.x_test, data.y_test))
+    acc = accuracy(model, data.x_test, data.y_test)
+    return RenormTrace(r, d, (low | high).mean(axis=1), low.mean(axis=1), high.mean(axis=1), d_clipped, rmax, dmax, acc)
 
 
 # ---- 2. distribution shift and AdaBN -----------------------------------------------------------
@@ -237,8 +251,11 @@ def _adapted(model, x):
 class ShiftResult(NamedTuple):
     shifts: list  # (kind, strength) per column
     clean: np.ndarray  # (seeds,) eval accuracy on the clean test set
+    clean_adapted: np.ndarray  # (seeds,) clean test set, statistics re-estimated on the clean training set
     source_stats: np.ndarray  # (seeds, shifts) shifted test set, training statistics
     adapted: np.ndarray  # (seeds, shifts) statistics re-estimated on shifted TRAINING images (AdaBN)
+    restandardized: np.ndarray  # (seeds, shifts) input re-standardized per pixel on shifted training images
+    logit_gap: np.ndarray  # (seeds, shifts) max |AdaBN logits on shifted test - clean-recalibrated logits on clean|
     models: list  # per seed: the trained network
     data: Dataset  # clean digits, standardized with the clean training statistics
     target_train: dict  # (kind, strength) -> shifted training images (standardized like the clean ones)
@@ -269,25 +286,59 @@ def shift_study(
 
     The input standardization stays the clean one (the network's preprocessing is fixed). The
     shifted training and test images are separate draws (seeds ``shift_seed`` and ``shift_seed + 1``),
-    so the statistics never come from the images scored. Returns a :class:`ShiftResult`.
+    so the statistics never come from the images scored. The control arm ``restandardized`` keeps
+    every BatchNorm's training statistics and re-standardizes only the input, per pixel, with the
+    mean and std of the raw shifted training images (chapter 4's control). ``logit_gap`` compares the
+    AdaBN network's logits on the shifted test images with those of the network recalibrated on the
+    clean training images on the clean test images: for a deterministic shift (brightness,
+    contrast) the images are the same ones moved, so it measures how exactly AdaBN undoes the shift.
+    Returns a :class:`ShiftResult`.
     """
     seeds = _check_seeds(seeds)
+    epochs = _check_positive_int(epochs, "epochs")
+    batch_size = _check_batch_size(batch_size)
     raw = load_digits(standardize=False)
     scale = _standardizer(raw.x_train)
     data = Dataset(scale(raw.x_train), raw.y_train, scale(raw.x_test), raw.y_test)
     shifts = [(k, float(s)) for k, s in shifts]
-    target_train = {sh: scale(shift_images(raw.x_train, *sh, seed=shift_seed)) for sh in shifts}
-    target_test = {sh: scale(shift_images(raw.x_test, *sh, seed=shift_seed + 1)) for sh in shifts}
-    clean, source, adapted, models = [], [], [], []
+    raw_train = {sh: shift_images(raw.x_train, *sh, seed=shift_seed) for sh in shifts}
+    raw_test = {sh: shift_images(raw.x_test, *sh, seed=shift_seed + 1) for sh in shifts}
+    target_train = {sh: scale(v) for sh, v in raw_train.items()}
+    target_test = {sh: scale(v) for sh, v in raw_test.items()}
+    restandardized_test = {sh: _standardizer(raw_train[sh])(raw_test[sh]) for sh in shifts}
+    out = {k: [] for k in ("clean", "clean_adapted", "source", "adapted", "restandardized", "gap")}
+    models = []
     with threadpool_limits(1):
         for seed in seeds:
             model = train(_net("batch", seed), data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
             models.append(model)
-            clean.append(accuracy(model, data.x_test, data.y_test))
-            source.append([accuracy(model, target_test[sh], data.y_test) for sh in shifts])
-            adapted.append([accuracy(_adapted(model, target_train[sh]), target_test[sh], data.y_test) for sh in shifts])
+            out["clean"].append(accuracy(model, data.x_test, data.y_test))
+            clean_model = _adapted(model, data.x_train)
+            out["clean_adapted"].append(accuracy(clean_model, data.x_test, data.y_test))
+            clean_logits = clean_model(data.x_test)
+            out["source"].append([accuracy(model, target_test[sh], data.y_test) for sh in shifts])
+            out["restandardized"].append([accuracy(model, restandardized_test[sh], data.y_test) for sh in shifts])
+            row_acc, row_gap = [], []
+            for sh in shifts:
+                adapted_model = _adapted(model, target_train[sh])
+                logits = adapted_model(target_test[sh])
+                row_acc.append(float((logits.argmax(axis=1) == data.y_test).mean()))
+                row_gap.append(float(np.abs(logits - clean_logits).max()))
+            out["adapted"].append(row_acc)
+            out["gap"].append(row_gap)
+    a = {k: np.array(v) for k, v in out.items()}
     return ShiftResult(
-        shifts, np.array(clean), np.array(source), np.array(adapted), models, data, target_train, target_test
+        shifts,
+        a["clean"],
+        a["clean_adapted"],
+        a["source"],
+        a["adapted"],
+        a["restandardized"],
+        a["gap"],
+        models,
+        data,
+        target_train,
+        target_test,
     )
 
 
@@ -300,11 +351,12 @@ class SampleSizeResult(NamedTuple):
 
 def adabn_sample_size(study: ShiftResult, shifts, sizes=(8, 16, 32, 64, 128, 256), *, draws=5, seed=0):
     """Accuracy after AdaBN with only ``n`` unlabeled shifted training images, for each n in ``sizes``
-    and the whole set (1,347), ``draws`` random subsets each (the whole set: one draw, repeated).
+    and the whole set (1,348 images), ``draws`` random subsets each (the whole set: one draw, repeated).
 
     The subset is drawn without replacement from the shifted TRAINING images; the score is on the
     shifted test images. The statistics of one pass over ``n`` images are exact for those images.
     """
+    draws = _check_positive_int(draws, "draws")
     shifts = [(k, float(s)) for k, s in shifts]
     missing = [sh for sh in shifts if sh not in study.target_train]
     if missing:
@@ -334,7 +386,7 @@ class VarianceShift(NamedTuple):
     train_var: np.ndarray  # (p,) mean over features of the BN input's variance in training mode
     eval_var: np.ndarray  # (p,) the same in eval mode (dropout off)
     running_ratio: np.ndarray  # (p,) mean over features of running_var / eval-mode variance
-    theory: np.ndarray  # 1 / (1 - p): the ratio for centred, uncorrelated inputs
+    theory: np.ndarray  # 1 / (1 - p): the ratio when the cross terms of the inputs cancel (zero-mean random W)
 
 
 def variance_shift(p_values=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7), *, batch_size=64, epochs=10, seed=0, data=None):
@@ -344,7 +396,13 @@ def variance_shift(p_values=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7), *, batch_size=64, ep
     (one dropout mask per image) and in eval mode; the BatchNorm's running variance, accumulated
     over ``epochs`` passes in batches of ``batch_size`` in training mode (cumulative average), is
     compared with the eval-mode variance: the variance eval mode normalizes with is off by that ratio.
+    ``p_values`` must lie in [0, 1).
     """
+    p_values = tuple(p_values)
+    if not p_values or not all(isinstance(p, (int, float)) and 0 <= p < 1 for p in p_values):
+        raise ValueError(f"p_values: expected dropout probabilities in [0, 1), got {p_values!r}")
+    batch_size = _check_batch_size(batch_size)
+    epochs = _check_positive_int(epochs, "epochs")
     data = data or load_digits()
     x = data.x_train
     train_var, eval_var, ratio = [], [], []
@@ -366,19 +424,23 @@ def variance_shift(p_values=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7), *, batch_size=64, ep
 
 
 def dropout_net(placement, p, seed, widths=WIDTHS):
-    """The digits MLP with ``Dropout(p)`` placed: ``"none"``; ``"before BN"`` after every hidden
-    ReLU (so each later Linear -> BN sees dropped inputs); ``"before head"`` only before the final
-    Linear (no BN after any dropout). The Linear weights are those of ``mlp(..., rng=seed)``."""
+    """The digits MLP with one ``Dropout(p)`` layer, or none: ``"none"``; ``"before BN"`` after the
+    second-to-last hidden ReLU, before the last hidden ``Linear -> BN`` (that BN sees dropped inputs);
+    ``"before head"`` after the last hidden ReLU, before the final Linear (no BN after the dropout).
+    The two placements have the same number of dropout layers and the same mask generator (seed
+    ``1000 + seed``), so they differ only in where the dropout sits. The Linear weights are those of
+    ``mlp(..., rng=seed)``."""
     if placement not in ("none", "before BN", "before head"):
         raise ValueError(f"placement: expected 'none', 'before BN' or 'before head', got {placement!r}")
+    if not 0 <= p < 1:
+        raise ValueError(f"p: expected a dropout probability in [0, 1), got {p!r}")
     base = mlp([64, *widths, 10], norm="batch", rng=seed)
-    layers, drop_seed = [], 1000 + seed
+    linears = [i for i, layer in enumerate(base.layers) if isinstance(layer, Linear)]
+    at = {"none": None, "before BN": linears[-2], "before head": linears[-1]}[placement]
+    layers = []
     for i, layer in enumerate(base.layers):
-        is_head = i == len(base.layers) - 1
-        if placement == "before BN" and isinstance(layer, Linear) and 0 < i and not is_head:
-            layers.append(Dropout(p, rng=drop_seed + i))
-        if placement == "before head" and is_head:
-            layers.append(Dropout(p, rng=drop_seed + i))
+        if i == at:
+            layers.append(Dropout(p, rng=1000 + seed))
         layers.append(layer)
     return Sequential(*layers)
 
@@ -428,6 +490,8 @@ def dropout_study(p_values=(0.2, 0.5), *, seeds=(0, 1, 2), epochs=10, lr=0.05, b
     """Train each dropout placement of :func:`dropout_net` (and "none") over seeds; same weights,
     batches and learning rate in every arm. Returns a :class:`DropoutStudy`."""
     seeds = _check_seeds(seeds)
+    epochs = _check_positive_int(epochs, "epochs")
+    batch_size = _check_batch_size(batch_size)
     data = data or load_digits()
     settings, acc, acc_fix, ratios = [], [], [], []
     arms = [("none", 0.0)] + [(pl, p) for p in p_values for pl in ("before BN", "before head")]
@@ -470,19 +534,30 @@ def accumulation_step(model, opt, x, y, micro_batch):
     opt.step()
 
 
-def _state(model):
-    """Every parameter and running statistic, flattened into one vector."""
-    parts = [getattr(m, n).ravel() for m, n in model.parameters()]
+def _params(model):
+    """Every parameter, flattened into one vector."""
+    return np.concatenate([getattr(m, n).ravel() for m, n in model.parameters()])
+
+
+def _running_stats(model):
+    """Every BatchNorm's running mean and variance, flattened into one vector (empty without BN)."""
+    parts = [np.zeros(0)]
     for m in _norm_layers(model):
         parts += [m.running_mean, m.running_var]
     return np.concatenate(parts)
 
 
+def _state(model):
+    """Every parameter and running statistic, flattened into one vector."""
+    return np.concatenate([_params(model), _running_stats(model)])
+
+
 class AccumulationCheck(NamedTuple):
     steps: np.ndarray  # 1..N
     vs_ghost: np.ndarray  # (N,) max |difference| of all parameters and running stats: accumulation vs ghost BN
-    vs_full: np.ndarray  # (N,) accumulation vs the full-batch step
-    group_vs_full: np.ndarray  # (N,) GroupNorm network: accumulation vs full batch
+    vs_full: np.ndarray  # (N,) accumulation vs the full-batch step: parameters only
+    vs_full_stats: np.ndarray  # (N,) accumulation vs the full-batch step: running statistics only
+    group_vs_full: np.ndarray  # (N,) GroupNorm network: accumulation vs full batch (parameters)
     counts: tuple  # num_batches_tracked of the first BN: (accumulation, ghost, full)
 
 
@@ -490,7 +565,14 @@ def accumulation_check(*, batch_size=32, micro_batch=8, steps=50, seed=0, lr=0.0
     """The same ``steps`` batches, three ways: k micro-batches with summed gradients
     (:func:`accumulation_step`), ghost batch norm (``virtual_batch_size=micro_batch``, one forward of the
     whole batch) and the full batch; plus a GroupNorm network with and without accumulation. Returns
-    the largest difference of parameters and running statistics after every step."""
+    the largest difference after every step: of parameters and running statistics together against
+    ghost BN, and against the full batch separately for the parameters (the step) and the running
+    statistics (updated once per micro-batch by accumulation, once per step by the full batch)."""
+    batch_size = _check_batch_size(batch_size)
+    micro_batch = _check_positive_int(micro_batch, "micro_batch")
+    steps = _check_positive_int(steps, "steps")
+    if batch_size % micro_batch:
+        raise ValueError(f"micro_batch: expected a divisor of the batch size {batch_size}, got {micro_batch}")
     data = data or load_digits()
     nets = {
         "accum": _net("batch", seed),
@@ -515,17 +597,19 @@ def accumulation_check(*, batch_size=32, micro_batch=8, steps=50, seed=0, lr=0.0
         for idx in batches[:steps]:
             for k, m in nets.items():
                 accumulation_step(m, opts[k], data.x_train[idx], data.y_train[idx], micro[k])
-            s = {k: _state(m) for k, m in nets.items()}
+            p = {k: _params(m) for k, m in nets.items()}
+            r = {k: _running_stats(nets[k]) for k in ("accum", "ghost", "full")}
             rows.append(
                 (
-                    np.abs(s["accum"] - s["ghost"]).max(),
-                    np.abs(s["accum"] - s["full"]).max(),
-                    np.abs(s["group accum"] - s["group full"]).max(),
+                    max(np.abs(p["accum"] - p["ghost"]).max(), np.abs(r["accum"] - r["ghost"]).max()),
+                    np.abs(p["accum"] - p["full"]).max(),
+                    np.abs(r["accum"] - r["full"]).max(),
+                    np.abs(p["group accum"] - p["group full"]).max(),
                 )
             )
     rows = np.array(rows)
     counts = tuple(_norm_layers(nets[k])[0].num_batches_tracked for k in ("accum", "ghost", "full"))
-    return AccumulationCheck(np.arange(1, steps + 1), rows[:, 0], rows[:, 1], rows[:, 2], counts)
+    return AccumulationCheck(np.arange(1, steps + 1), *rows.T, counts)
 
 
 class AccumulationStudy(NamedTuple):
@@ -543,6 +627,11 @@ def accumulation_study(*, batch_size=32, micro_batches=(8, 2), seeds=(0, 1, 2), 
     """Test accuracy of batch-``batch_size`` training done in one piece and by accumulation over
     micro-batches, for batch norm and group norm (8 groups). Same init, batches and lr per seed."""
     seeds = _check_seeds(seeds)
+    epochs = _check_positive_int(epochs, "epochs")
+    batch_size = _check_batch_size(batch_size)
+    for m in micro_batches:
+        if _check_positive_int(m, "micro_batches") > batch_size or batch_size % m:
+            raise ValueError(f"micro_batches: expected divisors of the batch size {batch_size}, got {micro_batches}")
     data = data or load_digits()
     arms = [("batch", batch_size)] + [("batch", m) for m in micro_batches] + [("group", min(micro_batches))]
     settings, acc = [], []
@@ -600,10 +689,13 @@ class OrderStudy(NamedTuple):
     settings: list  # one dict per run: arm, seed
     eval_accuracy: np.ndarray  # test set, eval mode (for "recalibrated": after recalibration)
     train_mode_accuracy: np.ndarray  # test set, training mode, shuffled test batches of the training size
+    sorted_test_accuracy: np.ndarray  # test set, training mode, batches sorted by class (as in training)
+    sorted_train_accuracy: np.ndarray  # training set, training mode, batches sorted by class
     mean_error: np.ndarray  # (runs, BN layers) |running - exact mean| / exact std (nan without BN)
     var_ratio: np.ndarray  # (runs, BN layers) running var / exact var
 
     def table(self, key):
+        """{arm: (mean, population sd)} over seeds of ``key`` (per BN layer for the statistics)."""
         groups = {}
         for s, v in zip(self.settings, getattr(self, key)):
             groups.setdefault(s["arm"], []).append(v)
@@ -612,13 +704,18 @@ class OrderStudy(NamedTuple):
 
 def order_study(*, batch_size=16, seeds=(0, 1, 2), epochs=3, lr_per_32=0.05, data=None):
     """Training with i.i.d. batches against batches sorted by class (:func:`batch_order`), and the
-    fixes: shuffling (the i.i.d. arm), recalibration after training, BatchRenorm, GroupNorm.
+    fixes: shuffling (the i.i.d. arm), recalibration after training (of the BN and of the renorm
+    network), BatchRenorm, GroupNorm.
 
     Arms per seed share the weights, the learning rate and (within an order) the batches.
-    Train-mode accuracy feeds the test set in shuffled batches of ``batch_size``. Returns an
+    Train-mode accuracy feeds the test set in shuffled batches of ``batch_size``; the "sorted"
+    accuracies feed the test set and the training set in training mode in batches sorted by class
+    (:func:`batch_order`), the condition the by-class networks were trained in. Returns an
     :class:`OrderStudy`.
     """
     seeds = _check_seeds(seeds)
+    epochs = _check_positive_int(epochs, "epochs")
+    batch_size = _check_batch_size(batch_size)
     data = data or load_digits()
     lr = lr_per_32 * batch_size / 32
     out = {k: [] for k in OrderStudy._fields}
@@ -635,8 +732,11 @@ def order_study(*, batch_size=16, seeds=(0, 1, 2), epochs=3, lr_per_32=0.05, dat
                     _net(norm, seed), data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, order=order
                 )
                 runs = [(arm, model)]
-                if arm == "BN, by class":
-                    runs.append(("BN, by class, recalibrated", recalibrate(copy.deepcopy(model), data.x_train)))
+                if arm in ("BN, by class", "renorm, by class"):
+                    runs.append((f"{arm}, recalibrated", recalibrate(copy.deepcopy(model), data.x_train)))
+                sort_rng = np.random.default_rng(seed + 500)
+                sorted_test = np.concatenate(batch_order(data.y_test, batch_size, sort_rng, "by class"))
+                sorted_train = np.concatenate(batch_order(data.y_train, batch_size, sort_rng, "by class"))
                 for name, m in runs:
                     out["settings"].append({"arm": name, "seed": seed})
                     out["eval_accuracy"].append(accuracy(m, data.x_test, data.y_test))
@@ -644,6 +744,11 @@ def order_study(*, batch_size=16, seeds=(0, 1, 2), epochs=3, lr_per_32=0.05, dat
                     out["train_mode_accuracy"].append(
                         train_mode_accuracy(m, data.x_test[perm], data.y_test[perm], batch_size)
                     )
+                    for key, idx, x, y in (
+                        ("sorted_test_accuracy", sorted_test, data.x_test, data.y_test),
+                        ("sorted_train_accuracy", sorted_train, data.x_train, data.y_train),
+                    ):
+                        out[key].append(train_mode_accuracy(m, x[idx], y[idx], batch_size))
                     err, ratio = running_stat_error(m, data.x_train) if _norm_layers(m) else (nan, nan)
                     out["mean_error"].append(err)
                     out["var_ratio"].append(ratio)
@@ -657,10 +762,12 @@ class FinetuneResult(NamedTuple):
     accuracy: np.ndarray  # digits 5-9, test set, eval mode, after fine-tuning
 
     def table(self):
+        """{arm: ((after mean, sd), (before mean, sd))} over seeds, arms in :data:`FINETUNE_ARMS` order."""
         groups = {}
         for s, a, p in zip(self.settings, self.accuracy, self.pretrain_accuracy):
             groups.setdefault(s["arm"], []).append((a, p))
-        return {k: (_summary([a for a, _ in v]), _summary([p for _, p in v])) for k, v in groups.items()}
+        order = [k for k in FINETUNE_ARMS if k in groups]
+        return {k: (_summary([a for a, _ in groups[k]]), _summary([p for _, p in groups[k]])) for k in order}
 
 
 def _split_classes(data, classes, per_class=None, seed=0):
@@ -675,37 +782,75 @@ def _split_classes(data, classes, per_class=None, seed=0):
     return Dataset(data.x_train[idx], data.y_train[idx] - shift, data.x_test[test_in], data.y_test[test_in] - shift)
 
 
-def finetune_study(
-    *, per_class=10, batch_size=4, seeds=(0, 1, 2), pre_epochs=10, epochs=15, pre_lr=0.1, lr=0.01, data=None
-):
-    """Pretrain on digits 0-4 (batch 32), then put a new 5-class head on the network and fine-tune
-    all weights on ``per_class`` images of each digit 5-9 at ``batch_size``.
+FINETUNE_ARMS = (
+    "BN, statistics updated",
+    "BN, updated, recal. on the 50",
+    "BN, updated, recal. on old + new",
+    "BN, frozen",
+    "GN",
+)
 
-    Arms: batch norm with its statistics updated during fine-tuning (training mode), batch norm
-    frozen (the network in eval mode while fine-tuning: running statistics fixed, batch statistics
-    unused), and a GroupNorm network pretrained the same way. Per seed the arms share the initial
-    weights, the fine-tuning images, the new head's initialization, the batches and the learning
-    rates. Scored in eval mode on the test images of digits 5-9.
+
+def finetune_study(
+    *,
+    per_class=10,
+    batch_size=4,
+    seeds=(0, 1, 2),
+    pre_batch_size=32,
+    pre_epochs=10,
+    epochs=15,
+    pre_lr=0.1,
+    lr=0.01,
+    data=None,
+):
+    """Pretrain on digits 0-4 (``pre_batch_size``, ``pre_epochs``, ``pre_lr``), then put a new
+    5-class head on the network and fine-tune all weights on ``per_class`` images of each digit 5-9
+    at ``batch_size`` (``epochs``, ``lr``).
+
+    Arms (:data:`FINETUNE_ARMS`): batch norm with its statistics updated during fine-tuning
+    (training mode); the same network with its statistics then re-estimated exactly
+    (:func:`bnlib.train.recalibrate`) on the fine-tuning images, or on the pretraining images plus
+    the fine-tuning images (controls: is the gap in the eval statistics?); batch norm frozen (the
+    network in eval mode while fine-tuning: running statistics fixed and used, batch statistics
+    unused; gamma and beta still train, as with PyTorch's ``bn.eval()`` on the BN modules); and a
+    GroupNorm network pretrained the same way. Per seed the BN arms share the pretrained weights;
+    every arm shares the initial-weight seed, the fine-tuning images, the new head's initialization,
+    the batches and the learning rates. Scored in eval mode on the test images of digits 5-9.
     """
     seeds = _check_seeds(seeds)
     batch_size = _check_batch_size(batch_size)
+    pre_batch_size = _check_batch_size(pre_batch_size, "pre_batch_size")
+    epochs = _check_positive_int(epochs, "epochs")
+    pre_epochs = _check_positive_int(pre_epochs, "pre_epochs")
+    per_class = _check_positive_int(per_class, "per_class")
     data = data or load_digits()
     old = _split_classes(data, [0, 1, 2, 3, 4])
     settings, acc, pre_acc = [], [], []
     with threadpool_limits(1):
         for seed in seeds:
             new = _split_classes(data, [5, 6, 7, 8, 9], per_class, seed=seed)
-            for arm, norm, mode in (
-                ("BN, statistics updated", "batch", "train"),
-                ("BN, frozen", "batch", "frozen"),
-                ("GN", "group", "train"),
-            ):
-                model = train(_net(norm, seed, n_out=5), old, epochs=pre_epochs, lr=pre_lr, batch_size=32, seed=seed)
-                pre_acc.append(accuracy(model, old.x_test, old.y_test))
+            both = np.concatenate([old.x_train, new.x_train])
+            for norm, mode in (("batch", "train"), ("batch", "frozen"), ("group", "train")):
+                model = train(
+                    _net(norm, seed, n_out=5), old, epochs=pre_epochs, lr=pre_lr, batch_size=pre_batch_size, seed=seed
+                )
+                pre = accuracy(model, old.x_test, old.y_test)
                 model.layers[-1] = Linear(WIDTHS[-1], 5, rng=10_000 + seed)
                 train(model, new, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, bn_mode=mode)
-                settings.append({"arm": arm, "seed": seed})
-                acc.append(accuracy(model, new.x_test, new.y_test))
+                if norm == "group":
+                    runs = [("GN", model)]
+                elif mode == "frozen":
+                    runs = [("BN, frozen", model)]
+                else:
+                    runs = [
+                        ("BN, statistics updated", model),
+                        ("BN, updated, recal. on the 50", recalibrate(copy.deepcopy(model), new.x_train)),
+                        ("BN, updated, recal. on old + new", recalibrate(copy.deepcopy(model), both)),
+                    ]
+                for arm, m in runs:
+                    settings.append({"arm": arm, "seed": seed})
+                    pre_acc.append(pre)
+                    acc.append(accuracy(m, new.x_test, new.y_test))
     return FinetuneResult(settings, np.array(pre_acc), np.array(acc))
 
 
@@ -764,21 +909,23 @@ def renorm_trace_plot(trace: RenormTrace):
 
 
 def shift_plot(study: ShiftResult, sizes: SampleSizeResult):
-    """Left: accuracy on each shifted test set with the training statistics and after AdaBN (mean
-    and sd over seeds). Right: AdaBN's accuracy against the number of target images used."""
+    """Left: accuracy on each shifted test set with the training statistics, after AdaBN, and with
+    only the input re-standardized (mean and population sd over seeds). Right: AdaBN's accuracy
+    against the number of target images used."""
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=[1.3, 1])
     x = np.arange(len(study.shifts))
     for offset, values, label, colour in (
-        (-0.2, study.source_stats, "training statistics", PALETTE[1]),
-        (0.2, study.adapted, "AdaBN (re-estimated)", PALETTE[0]),
+        (-0.27, study.source_stats, "training statistics", PALETTE[1]),
+        (0.0, study.adapted, "AdaBN (re-estimated)", PALETTE[0]),
+        (0.27, study.restandardized, "input re-standardized", PALETTE[4]),
     ):
-        ax1.bar(x + offset, 100 * values.mean(axis=0), 0.4, yerr=100 * values.std(axis=0), color=colour, label=label)
+        ax1.bar(x + offset, 100 * values.mean(axis=0), 0.27, yerr=100 * values.std(axis=0), color=colour, label=label)
     ax1.axhline(100 * study.clean.mean(), color="0.3", ls="--", lw=1, label="clean test set")
-    ax1.set_xticks(x, [f"{k}\n{s:g}" for k, s in study.shifts], fontsize=7)
+    ax1.set_xticks(x, [f"{k}\n{s:g}" for k, s in study.shifts], fontsize=6)
     ax1.set_ylabel("test accuracy (%)")
     ax1.set_ylim(0, 105)
-    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     n_all = len(study.data.y_train)
     n = np.array([n_all if s == "all" else s for s in sizes.sizes], dtype=float)
     for i, (sh, colour) in enumerate(zip(sizes.shifts, PALETTE[2:])):
@@ -842,52 +989,53 @@ def dropout_plot(shift: VarianceShift, study: DropoutStudy):
 
 
 def accumulation_plot(check: AccumulationCheck):
-    """Largest difference of all parameters and running statistics after each step (log scale)."""
+    """Largest difference after each step (log scale): accumulation against the full batch, for
+    the parameters and the running statistics separately; against ghost BN (both together); and
+    group norm's parameters, accumulated against the full batch."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
     floor = 1e-18  # exact zeros have no logarithm
-    for values, label, colour in (
-        (check.vs_full, "BN: accumulation vs full batch", PALETTE[1]),
-        (check.vs_ghost, "BN: accumulation vs ghost BN", PALETTE[0]),
-        (check.group_vs_full, "GN: accumulation vs full batch", PALETTE[2]),
+    for values, label, colour, style in (
+        (check.vs_full_stats, "BN: accumulation vs full batch, running stats", PALETTE[4], "s--"),
+        (check.vs_full, "BN: accumulation vs full batch, parameters", PALETTE[1], "o-"),
+        (check.vs_ghost, "BN: accumulation vs ghost BN, everything", PALETTE[0], "o-"),
+        (check.group_vs_full, "GN: accumulation vs full batch, parameters", PALETTE[2], "o-"),
     ):
-        ax.semilogy(check.steps, np.maximum(values, floor), "o-", ms=3, color=colour, label=label)
+        ax.semilogy(check.steps, np.maximum(values, floor), style, ms=3, color=colour, label=label)
     ax.set_xlabel("SGD step")
-    ax.set_ylabel("max |difference| of the state")
+    ax.set_ylabel("max |difference|")
     ax.set_ylim(floor / 2, 10)
-    ax.legend(fontsize=9, loc="center right")
+    ax.legend(fontsize=8, loc="center right")
     return fig
 
 
 def order_plot(study: OrderStudy):
-    """Left: test accuracy in eval mode and in training mode per arm. Right: the first three BN
-    layers' running-mean error (in units of the exact std), per arm."""
+    """Left: test accuracy in eval mode, in training mode (shuffled test batches) and in training
+    mode on class-sorted test batches, per arm. Right: the three BN layers' running-mean error (in
+    units of the exact std), per arm."""
     plt = pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ev, tm = study.table("eval_accuracy"), study.table("train_mode_accuracy")
-    arms = list(ev)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.0), width_ratios=[1.4, 1])
+    arms = list(study.table("eval_accuracy"))
     x = np.arange(len(arms))
     labels = [a.replace(", ", "\n") for a in arms]
-    ax1.bar(
-        x - 0.2,
-        [100 * ev[a][0] for a in arms],
-        0.4,
-        yerr=[100 * ev[a][1] for a in arms],
-        color=PALETTE[0],
-        label="eval mode",
-    )
-    ax1.bar(
-        x + 0.2,
-        [100 * tm[a][0] for a in arms],
-        0.4,
-        yerr=[100 * tm[a][1] for a in arms],
-        color=PALETTE[1],
-        label="training mode",
-    )
-    ax1.set_xticks(x, labels, fontsize=8)
+    for offset, key, label, colour in (
+        (-0.27, "eval_accuracy", "eval mode", PALETTE[0]),
+        (0.0, "train_mode_accuracy", "training mode, shuffled batches", PALETTE[1]),
+        (0.27, "sorted_test_accuracy", "training mode, sorted batches", PALETTE[4]),
+    ):
+        t = study.table(key)
+        ax1.bar(
+            x + offset,
+            [100 * t[a][0] for a in arms],
+            0.27,
+            yerr=[100 * t[a][1] for a in arms],
+            color=colour,
+            label=label,
+        )
+    ax1.set_xticks(x, labels, fontsize=7)
     ax1.set_ylim(0, 105)
     ax1.set_ylabel("test accuracy (%)")
-    ax1.legend(fontsize=8, loc="upper center")
+    ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.18, 0.99))
     err = study.table("mean_error")
     with_bn = [a for a in arms if not np.isnan(err[a][0]).all()]
     for j, colour in zip(range(len(WIDTHS)), ARM_COLOURS[1:]):
@@ -898,7 +1046,7 @@ def order_plot(study: OrderStudy):
             color=colour,
             label=f"BN layer {j + 1}",
         )
-    ax2.set_xticks(np.arange(len(with_bn)), [a.replace(", ", "\n") for a in with_bn], fontsize=8)
+    ax2.set_xticks(np.arange(len(with_bn)), [a.replace(", ", "\n") for a in with_bn], fontsize=7)
     ax2.set_ylabel("|running - exact mean| / std")
     ax2.set_title("running mean vs the training set's mean", fontsize=10)
     ax2.legend(fontsize=8)
@@ -906,16 +1054,16 @@ def order_plot(study: OrderStudy):
 
 
 def finetune_plot(result: FinetuneResult):
-    """Accuracy on digits 5-9 after fine-tuning, per arm and seed, with the mean."""
+    """Accuracy on digits 5-9 after fine-tuning, per arm and seed (dots), with the mean (a short line)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     table = result.table()
     arms = list(table)
     for i, (arm, colour) in enumerate(zip(arms, PALETTE)):
         values = [a for s, a in zip(result.settings, result.accuracy) if s["arm"] == arm]
         ax.plot(np.full(len(values), i), 100 * np.array(values), "o", color=colour, alpha=0.6)
         ax.plot([i - 0.25, i + 0.25], [100 * table[arm][0][0]] * 2, color=colour, lw=3)
-    ax.set_xticks(range(len(arms)), arms)
+    ax.set_xticks(range(len(arms)), [a.replace(", ", "\n") for a in arms], fontsize=8)
     ax.set_xlim(-0.6, len(arms) - 0.4)
     ax.set_ylabel("test accuracy, digits 5-9 (%)")
     return fig

@@ -38,6 +38,8 @@ def test_renorm_trace_records_clipping(digits):
     assert trace.r.shape == (len(digits.y_train) // 4, 64)
     assert (trace.r <= 1.5 + 1e-12).all() and (trace.r >= 1 / 1.5 - 1e-12).all() and (np.abs(trace.d) <= 0.5).all()
     assert 0 < trace.r_clipped.mean() < 1  # tight limits clip some features, not all
+    np.testing.assert_allclose(trace.r_low + trace.r_high, trace.r_clipped)
+    np.testing.assert_array_equal(trace.r_low, (trace.r <= 1 / 1.5 + 1e-12).mean(axis=1))
     with pytest.raises(ValueError, match="layer"):
         ch11.renorm_trace(layer=5, data=digits)
 
@@ -70,12 +72,24 @@ def shift():
 def test_adabn_recovers_a_brightness_shift_with_enough_target_images(shift):
     assert shift.source_stats[0, 0] < shift.clean[0] - 0.3  # the shift breaks the network
     assert shift.adapted[0, 0] == pytest.approx(shift.clean[0], abs=0.02)  # AdaBN restores it
+    # exactly: the same images moved, against the network recalibrated on the clean images
+    assert shift.adapted[0, 0] == shift.clean_adapted[0] and shift.logit_gap[0, 0] < 1e-8
+    assert shift.logit_gap[0, 1] > 0.1  # a noise field is not undone
     sizes = ch11.adabn_sample_size(shift, [("brightness", 2.0)], sizes=(8, 256), draws=3)
     assert sizes.accuracy.shape == (1, 3, 1, 3) and sizes.sizes == [8, 256, "all"]
     assert sizes.accuracy[0, 1].mean() > sizes.accuracy[0, 0].mean()  # more images, better estimates
     assert sizes.accuracy[0, 2].mean() == pytest.approx(shift.adapted[0, 0])
     with pytest.raises(ValueError, match="shifts"):
         ch11.adabn_sample_size(shift, [("contrast", 3.0)])
+    with pytest.raises(ValueError, match="draws"):
+        ch11.adabn_sample_size(shift, [("brightness", 2.0)], draws=0)
+
+
+def test_input_restandardization_undoes_brightness_and_most_of_the_noise(shift):
+    # brightness: the per-pixel mean absorbs the offset exactly, so the clean network is back
+    assert shift.restandardized[0, 0] == pytest.approx(shift.clean[0], abs=1e-12)
+    # noise 0.5: AdaBN, acting only at the BN layers, cannot undo what the input standardization did
+    assert shift.restandardized[0, 1] > shift.adapted[0, 1] + 0.2
 
 
 def test_adabn_undoes_a_brightness_shift_exactly(shift):
@@ -92,6 +106,9 @@ def test_variance_shift_follows_one_over_one_minus_p(digits):
     assert v.running_ratio[0] == pytest.approx(1.0, abs=0.02)
     assert v.running_ratio[1] == pytest.approx(2.0, rel=0.05)
     assert v.train_var[1] / v.eval_var[1] == pytest.approx(2.0, rel=0.05)
+    for bad in ((1.0,), (-0.1,), ()):
+        with pytest.raises(ValueError, match="p_values"):
+            ch11.variance_shift(bad, data=digits)
 
 
 def test_dropout_net_placements():
@@ -99,12 +116,20 @@ def test_dropout_net_placements():
         p: [type(m).__name__ for m in ch11.dropout_net(p, 0.5, 0).layers] for p in ("none", "before BN", "before head")
     }
     assert kinds["none"].count("Dropout") == 0
-    assert kinds["before head"][-2:] == ["Dropout", "Linear"] and kinds["before head"].count("Dropout") == 1
-    assert kinds["before BN"].count("Dropout") == 2 and kinds["before BN"][-2] != "Dropout"
+    # the two placements: one dropout layer each, differing only in where it sits
+    assert kinds["before head"].count("Dropout") == 1 and kinds["before BN"].count("Dropout") == 1
+    assert kinds["before head"][-2:] == ["Dropout", "Linear"]
+    i = kinds["before BN"].index("Dropout")
+    assert kinds["before BN"][i + 1 : i + 3] == ["Linear", "BatchNorm"] and "BatchNorm" in kinds["before BN"][:i]
+    assert kinds["before BN"][i + 3 :].count("BatchNorm") == 0  # the last hidden BN
+    without = [k for k in kinds["before BN"] if k != "Dropout"]
+    assert without == [k for k in kinds["before head"] if k != "Dropout"] == kinds["none"]
     base, drop = ch11.dropout_net("none", 0.5, 3), ch11.dropout_net("before BN", 0.5, 3)
     np.testing.assert_array_equal(base.layers[-1].weight, drop.layers[-1].weight)  # same weights
     with pytest.raises(ValueError, match="placement"):
         ch11.dropout_net("after", 0.5, 0)
+    with pytest.raises(ValueError, match="p"):
+        ch11.dropout_net("before BN", 1.0, 0)
 
 
 def test_recalibrate_without_dropout_restores_p_and_matches_eval_variance(digits):
@@ -123,8 +148,12 @@ def test_accumulation_equals_ghost_batch_norm_and_differs_from_the_full_batch(di
     check = ch11.accumulation_check(batch_size=16, micro_batch=4, steps=10, data=digits)
     assert check.vs_ghost.max() < 1e-12
     assert check.group_vs_full.max() < 1e-12  # group norm has no batch statistics to split
-    assert check.vs_full[-1] > 1e-3
+    assert check.vs_full[0] > 1e-4 and check.vs_full[-1] > 1e-3  # the parameters: the step itself differs
+    assert check.vs_full_stats[0] > check.vs_full[0]  # 4 EMA updates against 1: the running stats differ more
     assert check.counts == (40, 40, 10)  # running statistics: once per micro-batch, as ghost BN
+    for kwargs in ({"steps": 0}, {"micro_batch": 5}, {"batch_size": 1}):
+        with pytest.raises(ValueError):
+            ch11.accumulation_check(**kwargs, data=digits)
 
 
 def test_accumulation_step_rejects_a_micro_batch_that_does_not_divide():
@@ -168,11 +197,44 @@ def test_frozen_bn_fine_tuning_keeps_the_running_statistics(digits):
         ch11.train(model, digits, epochs=1, lr=0.01, batch_size=4, seed=1, bn_mode="off")
 
 
+def test_order_study_scores_the_sorted_batches_and_recalibrates_renorm(digits):
+    small = bnlib.data.Dataset(digits.x_train[:400], digits.y_train[:400], digits.x_test, digits.y_test)
+    study = ch11.order_study(batch_size=16, seeds=(0,), epochs=1, data=small)
+    arms = [s["arm"] for s in study.settings]
+    assert "renorm, by class, recalibrated" in arms and "BN, by class, recalibrated" in arms
+    assert study.sorted_test_accuracy.shape == study.sorted_train_accuracy.shape == (len(arms),)
+    i = arms.index("renorm, by class, recalibrated")
+    np.testing.assert_allclose(study.mean_error[i][0], 0, atol=1e-12)  # exact statistics, first layer
+    j = arms.index("GN, by class")  # no batch statistics: the batch order does not matter to GN
+    assert study.sorted_test_accuracy[j] == pytest.approx(study.train_mode_accuracy[j], abs=0.02)
+
+
+def test_finetune_arms_share_the_pretraining_and_recalibrate(digits):
+    result = ch11.finetune_study(per_class=4, seeds=(0,), pre_epochs=1, epochs=1, data=digits)
+    arms = [s["arm"] for s in result.settings]
+    assert list(result.table()) == list(ch11.FINETUNE_ARMS) and sorted(arms) == sorted(ch11.FINETUNE_ARMS)
+    bn = [p for a, p in zip(arms, result.pretrain_accuracy) if a.startswith("BN")]
+    assert len(set(bn)) == 1  # every BN arm starts from the same pretrained network
+    with pytest.raises(ValueError, match="pre_batch_size"):
+        ch11.finetune_study(pre_batch_size=1, data=digits)
+
+
 def test_drivers_reject_bad_arguments(digits):
     with pytest.raises(ValueError, match="batch_size"):
         ch11.renorm_study((1,), data=digits)
     with pytest.raises(ValueError, match="seeds"):
         ch11.order_study(seeds=(), data=digits)
+    with pytest.raises(ValueError, match="epochs"):
+        ch11.train(ch11._net("batch", 0), digits, epochs=0, lr=0.1, batch_size=8, seed=0)
+    for driver in (ch11.renorm_study, ch11.dropout_study, ch11.accumulation_study, ch11.order_study):
+        with pytest.raises(ValueError, match="epochs"):
+            driver(epochs=0, data=digits)
+    with pytest.raises(ValueError, match="epochs"):
+        ch11.renorm_trace(epochs=0, data=digits)
+    with pytest.raises(ValueError, match="epochs"):
+        ch11.shift_study(epochs=0)
+    with pytest.raises(ValueError, match="micro_batches"):
+        ch11.accumulation_study(micro_batches=(5,), data=digits)
     with pytest.raises(ValueError, match="norm"):
         ch11._net("instance", 0)
 
