@@ -7,6 +7,7 @@
     python3 dev.py execute   re-execute the chapter notebooks in place (outputs committed)
     python3 dev.py bench     run the benchmarks under benchmarks/
     python3 dev.py lab       open the notebooks in JupyterLab with live widgets
+    python3 dev.py pdf       the whole book as one PDF, _build/bn-book.pdf (also copied into the HTML site)
 
 Environment variables:
     BNBOOK_SKIP_BROWSER=1    skip the browser test (it needs Debian's chromium; see README)
@@ -97,8 +98,9 @@ def setup():
     log("environment ready")
 
 
-def build_book(strict=True):
-    """Build the HTML book; clear the execution cache if bnlib or bnbook changed since the last build."""
+def build_book(strict=True, builder="html"):
+    """Build the HTML book (or Sphinx's single-page HTML, ``builder="singlehtml"``, for the PDF); clear the
+    execution cache if bnlib or bnbook changed since the last build."""
     setup()
     BUILD.mkdir(exist_ok=True)
     stamp = BUILD / ".bnlib-digest"
@@ -108,7 +110,7 @@ def build_book(strict=True):
         log("bnlib or bnbook changed since the last build: clearing the notebook execution cache")
         shutil.rmtree(cache)
     start = time.perf_counter()
-    cmd = [BIN / "jupyter-book", "build", ".", "--keep-going"]
+    cmd = [BIN / "jupyter-book", "build", ".", "--keep-going", "--builder", builder]
     if strict:
         cmd.append("-W")  # warnings are errors
     # BNBOOK_BASE_URL (the published address, e.g. https://you.github.io/bn-book/; empty = unset) is the one
@@ -139,7 +141,56 @@ def build_book(strict=True):
         log(f"book build FAILED after {time.perf_counter() - start:.0f} s")
         return result.returncode
     stamp.write_text(digest)
-    log(f"book built in {time.perf_counter() - start:.0f} s: open {BUILD / 'html' / 'index.html'}")
+    log(f"book built in {time.perf_counter() - start:.0f} s: open {BUILD / builder / 'index.html'}")
+    return 0
+
+
+PDF = BUILD / "bn-book.pdf"
+
+PRINT = """
+import sys
+from playwright.sync_api import sync_playwright
+page_url, pdf = sys.argv[1], sys.argv[2]
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=sys.argv[3], args=sys.argv[4:], headless=True)
+    page = browser.new_page()
+    page.goto(page_url, wait_until="networkidle")
+    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => (i.loading = 'eager'))")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(
+        "() => !window.MathJax || !window.MathJax.startup || window.MathJax.startup.promise"
+        " .then(() => (window.__mathDone = true)) && window.__mathDone === true",
+        timeout=120000,
+    )
+    page.emulate_media(media="print")
+    page.pdf(path=pdf, format="A4", print_background=True, outline=True, tagged=True,
+             margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"})
+    browser.close()
+"""
+
+
+def pdf():
+    """The whole book as one PDF: Sphinx's single-page HTML of every chapter, printed by the Debian chromium
+    the browser tests use (the print stylesheet hides controls and navigation). Written to _build/bn-book.pdf
+    and copied to _build/html/downloads/, where the intro page links it."""
+    rc = build_book(builder="singlehtml")
+    if rc:
+        return rc
+    ensure_chromium()
+    if not Path(CHROMIUM).exists():
+        log(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) to print the PDF")
+        return 1
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    flags += ["--disable-component-update"]
+    index = (BUILD / "singlehtml" / "index.html").resolve().as_uri()
+    log(f"printing {index} to {PDF} (about a minute)")
+    rc = run([PY, "-c", PRINT, index, PDF, CHROMIUM, *flags]).returncode
+    if rc:
+        return rc
+    site = BUILD / "html" / "downloads"
+    site.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PDF, site / PDF.name)
+    log(f"PDF written: {PDF} ({PDF.stat().st_size / 1e6:.1f} MB), and copied to {site / PDF.name}")
     return 0
 
 
@@ -267,11 +318,13 @@ def main(argv):
         return bench(rest)
     if command == "lab":
         return lab(rest)
+    if command == "pdf":
+        return pdf()
     if command == "setup":
         setup()
         return 0
     print(
-        f"unknown command {command!r}; expected book, test, test-lib, execute, bench, lab or setup\n{__doc__}",
+        f"unknown command {command!r}; expected book, test, test-lib, execute, bench, lab, pdf or setup\n{__doc__}",
         file=sys.stderr,
     )
     return 2

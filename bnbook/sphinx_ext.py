@@ -7,14 +7,29 @@
 * The page head: a meta description per page (its first paragraph), one title on the front page
   (the book's title is also the front page's), and after the build a ``404.html`` for web hosts and,
   when a base URL is configured, a ``sitemap.xml``.
+* Lightens every page after the build (:func:`lighten_page`): the frames of interactive figures
+  become image files that the page fetches when a control needs them (only the first frame is in
+  the page); every local PNG gets its width and height; the theme's 1.45 MB ``fontawesome.js``,
+  which every page loaded to draw about fifteen icons, is replaced by a small stylesheet drawing
+  the same icons from the same Font Awesome paths (:func:`icon_css`).
+* Fixes the narrow-screen navigation of pydata-sphinx-theme 0.17 (its issue 2451): the theme binds
+  the drawers to the first, hidden ``.primary-toggle``/``.secondary-toggle``; ``bnbook.js`` forwards
+  clicks on the visible buttons to those.
+* Downloads that run anywhere (:func:`write_downloads`): a wheel of ``bnlib`` and ``bnbook`` built
+  from this checkout and a zip of every chapter notebook, under ``downloads/``; the chapters' first
+  cells name the wheel, and "Running the book yourself" links both.
 * Switches sphinx-thebe off. Jupyter Book 1 always loads it; it declares ``THEBE_JS_URL`` once per
   read of the environment (a page error, "already declared", on every page) and points at a CDN.
   The book is offline and its interactive figures need no kernel, so Thebe has nothing to do here.
 """
 
+import base64
+import hashlib
 import html
+import json
 import os
 import re
+import struct
 from pathlib import Path
 
 from .explore import STATIC_ENV
@@ -28,6 +43,8 @@ def setup(app):
     app.connect("config-inited", _drop_thebe)
     app.connect("builder-inited", _add_static)
     app.add_css_file("bnbook.css")
+    app.add_css_file(ICON_CSS)  # written after the build, from the icons the pages use
+    app.add_js_file("bnbook.js")
     app.connect("html-page-context", _head)
     app.connect("build-finished", _after_build)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
@@ -108,6 +125,8 @@ def _after_build(app, exception):
         single = DOUBLED_TITLE.sub(r"<title>\1</title>", text, count=1)
         if single != text:
             page.write_text(single, encoding="utf-8")
+    _lighten_site(out)
+    write_downloads(Path(app.srcdir), out / DOWNLOADS)
     base = (app.config.html_baseurl or "").strip()
     # a 404 page served for any missing address: links are absolute from the base URL when there is one
     root = base if base.endswith("/") or not base else base + "/"
@@ -115,3 +134,179 @@ def _after_build(app, exception):
     if base:
         pages = [app.builder.get_target_uri(doc) for doc in sorted(app.env.found_docs)]
         (out / "sitemap.xml").write_text(sitemap_xml(base, pages))
+
+
+# ---- lighter pages -------------------------------------------------------------------------------
+
+ICON_CSS = "bnbook-icons.css"
+FRAMES = "frames"  # under _static: one PNG per frame of every interactive figure
+
+_FRAMES_JSON = re.compile(r'(<script type="application/json" id="(bnx-[0-9a-f]+)-frames">)(.*?)(</script>)', re.S)
+_FRAME_IMG = re.compile(r'(<img class="bnx-img" id="(bnx-[0-9a-f]+)-img" )src="data:image/png;base64,([^"]+)"')
+_LOCAL_PNG = re.compile(r'<img (?![^>]*\bwidth=)([^>]*?)src="((?!data:|https?:)[^"]+\.png)"')
+_FONTAWESOME = re.compile(r'<script[^>]*src="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*></script>\s*')
+_ICON_CLASSES = re.compile(r'class="([^"]*\b(?:fa-solid|fas)\b[^"]*)"')
+
+
+def png_size(data: bytes):
+    """``(width, height)`` of a PNG from its IHDR chunk."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return struct.unpack(">II", data[16:24])
+
+
+def lighten_page(text: str, page: Path, out: Path) -> str:
+    """One built page, lighter: interactive frames as files under ``_static/frames`` (the JSON list
+    then holds their relative URLs, which the controls' script loads as before), the first frame and
+    every local PNG with ``width`` and ``height`` (the static figures also ``loading="lazy"``), and no
+    ``fontawesome.js``. A page lightened before is returned unchanged."""
+    frames_dir = out / "_static" / FRAMES
+    rel = os.path.relpath(frames_dir, page.parent).replace(os.sep, "/")
+
+    def frame_file(uid, i, b64):
+        data = base64.b64decode(b64)
+        name = f"{uid}-{i:03d}-{hashlib.sha1(data).hexdigest()[:8]}.png"
+        frames_dir.mkdir(parents=True, exist_ok=True)
+        (frames_dir / name).write_bytes(data)
+        return f"{rel}/{name}", png_size(data)
+
+    first = {}
+
+    def frames(m):
+        uris = json.loads(m.group(3))
+        urls = []
+        if not all(isinstance(u, str) and u.startswith("data:image/png;base64,") for u in uris):
+            return m.group(0)  # already files
+        for i, uri in enumerate(uris):
+            urls.append(frame_file(m.group(2), i, uri.split(",", 1)[1])[0])
+        first[m.group(2)] = urls
+        payload = json.dumps(urls).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return m.group(1) + payload + m.group(4)
+
+    text = _FRAMES_JSON.sub(frames, text)
+
+    def first_frame(m):
+        data = base64.b64decode(m.group(3))
+        width, height = png_size(data)
+        urls = first.get(m.group(2))
+        index = [u.rsplit("-", 1)[1] for u in urls].index(hashlib.sha1(data).hexdigest()[:8] + ".png") if urls else None
+        src = urls[index] if index is not None else frame_file(m.group(2), 999, m.group(3))[0]
+        return f'{m.group(1)}src="{src}" width="{width}" height="{height}"'
+
+    text = _FRAME_IMG.sub(first_frame, text)
+
+    def sized(m):
+        path = (page.parent / m.group(2)).resolve()
+        try:
+            width, height = png_size(path.read_bytes()[:24])
+        except (OSError, ValueError):
+            return m.group(0)
+        # figures below the fold load when the reader gets near them; the size keeps the layout still
+        return f'<img {m.group(1)}src="{m.group(2)}" width="{width}" height="{height}" loading="lazy"'
+
+    text = _LOCAL_PNG.sub(sized, text)
+    return _FONTAWESOME.sub("", text)
+
+
+_ICON_DEF = re.compile(r'(?:"([a-z0-9-]+)"|\b([a-z][a-z0-9]*)):\[(\d+),(\d+),\[[^\]]*\],"[0-9a-f]+","(M[^"]+)"\]')
+
+
+def solid_icons(fontawesome_js: str) -> dict:
+    """name -> ``(width, height, path)`` of every icon in the solid pack of the theme's fontawesome.js."""
+    packs = [m.start() for m in re.finditer(r'\(\s*"fa[srb]"\s*,', fontawesome_js)]
+    solid = next(i for i, start in enumerate(packs) if fontawesome_js.startswith('("fas"', start))
+    region = fontawesome_js[packs[solid - 1] if solid else 0 : packs[solid]]
+    return {
+        (m.group(1) or m.group(2)): (int(m.group(3)), int(m.group(4)), m.group(5)) for m in _ICON_DEF.finditer(region)
+    }
+
+
+def icon_css(icons: dict, names) -> str:
+    """A stylesheet drawing each ``class="fa-solid fa-NAME"`` (or ``fas``) as its Font Awesome path, in the text
+    colour (a CSS mask over ``currentColor``), sized like Font Awesome's own SVGs."""
+    rules = [
+        "/* Font Awesome Free icons (CC BY 4.0, https://fontawesome.com/license/free), drawn as CSS masks:",
+        "   the few icons the theme uses, instead of the 1.45 MB fontawesome.js that draws them all. */",
+        ":is(.fa-solid,.fas){display:inline-block;height:1em;width:1em;vertical-align:-0.125em;"
+        "background-color:currentColor;-webkit-mask:var(--bnb-icon) center/contain no-repeat;"
+        "mask:var(--bnb-icon) center/contain no-repeat}",
+        ":is(.fa-solid,.fas).fa-lg{font-size:1.25em;line-height:0.05em;vertical-align:-0.2em}",
+    ]
+    missing = []
+    for name in sorted(names):
+        if name not in icons:
+            missing.append(name)
+            continue
+        width, height, path = icons[name]
+        svg = f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}'><path d='{path}'/></svg>"
+        uri = "data:image/svg+xml," + svg.replace("<", "%3C").replace(">", "%3E").replace("#", "%23")
+        rules.append(f':is(.fa-solid,.fas).fa-{name}{{--bnb-icon:url("{uri}");width:{width / height:.4g}em}}')
+    if missing:
+        raise ValueError(f"icons not found in fontawesome.js: {', '.join(missing)}")
+    return "\n".join(rules) + "\n"
+
+
+_ICON_MODIFIERS = {"fa-solid", "fas", "fa-lg", "fa-xs", "fa-sm", "fa-xl", "fa-fw", "fa-2x", "fa-3x"}
+
+
+def _lighten_site(out: Path):
+    fontawesome = out / "_static" / "scripts" / "fontawesome.js"
+    names = set()
+    for page in out.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        for classes in _ICON_CLASSES.findall(text):
+            names |= {c[3:] for c in classes.split() if c.startswith("fa-") and c not in _ICON_MODIFIERS}
+        lighter = lighten_page(text, page, out)
+        if lighter != text:
+            page.write_text(lighter, encoding="utf-8")
+    if fontawesome.exists():
+        css = icon_css(solid_icons(fontawesome.read_text(encoding="utf-8")), names)
+        (out / "_static" / ICON_CSS).write_text(css, encoding="utf-8")
+        for leftover in (fontawesome, fontawesome.with_name("fontawesome.js.map")):
+            leftover.unlink(missing_ok=True)
+
+
+# ---- downloads -----------------------------------------------------------------------------------
+
+DOWNLOADS = "downloads"
+NOTEBOOKS_ZIP = "bn-book-notebooks.zip"
+
+
+def wheel_name() -> str:
+    """The file name of the book's wheel: ``bnlib-<version>-py3-none-any.whl``."""
+    from bnlib import __version__
+
+    return f"bnlib-{__version__}-py3-none-any.whl"
+
+
+def write_downloads(root: Path, target: Path):
+    """Build the wheel of ``bnlib`` and ``bnbook`` (pip, from the checkout at ``root``, offline: no
+    build isolation) and zip every chapter notebook of ``root/book`` into ``target``."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # build from a copy: setuptools writes build/ and *.egg-info next to the sources it builds
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            (src / name).write_bytes((root / name).read_bytes())
+        for package in ("bnlib", "bnbook"):
+            for f in (root / package).glob("*.py"):
+                (src / package).mkdir(exist_ok=True)
+                (src / package / f.name).write_bytes(f.read_bytes())
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp, str(src)],
+            capture_output=True,
+            text=True,
+        )
+        wheels = list(Path(tmp).glob("*.whl"))
+        if result.returncode or [w.name for w in wheels] != [wheel_name()]:
+            raise RuntimeError(f"building {wheel_name()} failed:\n{result.stdout}{result.stderr}")
+        (target / wheel_name()).write_bytes(wheels[0].read_bytes())
+    with zipfile.ZipFile(target / NOTEBOOKS_ZIP, "w", zipfile.ZIP_DEFLATED) as archive:
+        for notebook in sorted((root / "book").glob("*.ipynb")):
+            archive.write(notebook, f"bn-book/{notebook.name}")

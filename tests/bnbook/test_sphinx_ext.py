@@ -30,3 +30,67 @@ def test_doubled_front_page_title_is_made_single_and_others_are_kept():
     )
     kept = "<title>1. Why normalize? &#8212; Batch normalization, measured</title>"
     assert fix(kept) == kept
+
+
+def _png(width, height, seed=0):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (seed, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_png_size_reads_the_header_and_refuses_other_files():
+    import pytest
+
+    assert sphinx_ext.png_size(_png(7, 3)) == (7, 3)
+    with pytest.raises(ValueError, match="PNG"):
+        sphinx_ext.png_size(b"GIF89a" + bytes(20))
+
+
+def test_lighten_page_moves_frames_to_files_sizes_images_and_drops_fontawesome(tmp_path):
+    import base64
+    import json
+
+    out = tmp_path / "html"
+    (out / "book").mkdir(parents=True)
+    (out / "_images").mkdir()
+    (out / "_images" / "fig.png").write_bytes(_png(40, 20))
+    frames = [_png(10, 5, seed=k) for k in range(3)]
+    uris = ["data:image/png;base64," + base64.b64encode(f).decode() for f in frames]
+    page = out / "book" / "ch.html"
+    text = (
+        '<script defer src="../_static/scripts/fontawesome.js?digest=1"></script>\n'
+        f'<img class="bnx-img" id="bnx-0123456789-img" src="{uris[1]}" alt="a" style="max-width:100%">'
+        f'<script type="application/json" id="bnx-0123456789-frames">{json.dumps(uris)}</script>'
+        '<img alt="static" src="../_images/fig.png" />'
+    )
+    lighter = sphinx_ext.lighten_page(text, page, out)
+    assert "fontawesome" not in lighter and "data:image" not in lighter
+    urls = json.loads(lighter.split('-frames">')[1].split("</script>")[0])
+    assert len(urls) == 3 and all(u.startswith("../_static/frames/bnx-0123456789-") for u in urls)
+    for url, data in zip(urls, frames):  # each file is its frame, byte for byte
+        assert (page.parent / url).resolve().read_bytes() == data
+    assert f'src="{urls[1]}" width="10" height="5"' in lighter  # the first frame shown is the one it was
+    assert '<img alt="static" src="../_images/fig.png" width="40" height="20" loading="lazy"' in lighter
+    assert sphinx_ext.lighten_page(lighter, page, out) == lighter  # a second pass changes nothing
+
+
+def test_icon_css_draws_each_icon_from_its_path_and_refuses_unknown_ones():
+    import pytest
+
+    fake = (
+        '(function(){var p={bars:[448,512,[],"f0c9","M0 96C0 78"],"magnifying-glass":[512,512,[128269],"f002","M416 208"]};'
+        '(function(){d("fab",p)});var q={bars:[1,1,[],"f0c9","M9 9"]};(function(){d("far",q)});'
+        'var r={bars:[448,512,[],"f0c9","M0 96C0 78"],"magnifying-glass":[512,512,[128269],"f002","M416 208"]};'
+        '("fas",r),d("fa-solid",r)})'
+    )
+    icons = sphinx_ext.solid_icons(fake)
+    assert icons["bars"] == (448, 512, "M0 96C0 78")
+    css = sphinx_ext.icon_css(icons, {"bars", "magnifying-glass"})
+    assert ".fa-bars{" in css and "viewBox='0 0 448 512'" in css and "width:0.875em" in css
+    assert "M416 208" in css and "CC BY 4.0" in css
+    with pytest.raises(ValueError, match="fa-nothing|nothing"):
+        sphinx_ext.icon_css(icons, {"nothing"})
