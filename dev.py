@@ -182,7 +182,12 @@ def pdf():
         return 1
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     flags += ["--disable-component-update"]
-    index = (BUILD / "singlehtml" / "index.html").resolve().as_uri()
+    # Sphinx writes the single page at the root document's path (book/intro.html) but links its styles and
+    # images from the site's root; a copy at the root makes both resolve (frames were linked from book/)
+    single = BUILD / "singlehtml"
+    text = (single / "book" / "intro.html").read_text(encoding="utf-8").replace("../_static/frames/", "_static/frames/")
+    (single / "bn-book.html").write_text(text, encoding="utf-8")
+    index = (single / "bn-book.html").resolve().as_uri()
     log(f"printing {index} to {PDF} (about a minute)")
     rc = run([PY, "-c", PRINT, index, PDF, CHROMIUM, *flags]).returncode
     if rc:

@@ -16,7 +16,7 @@ def _titles():
     """Each chapter's title (its notebook's first heading), as toc order gives them."""
     titles = []
     for line in (ROOT / "_toc.yml").read_text().splitlines():
-        match = re.search(r"file: (book/\S+)", line)
+        match = re.search(r"(?:file|root): (book/\S+)", line)
         path = ROOT / f"{match.group(1)}.ipynb" if match else None
         if path and path.exists():
             first = json.loads(path.read_text())["cells"][0]
