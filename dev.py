@@ -231,6 +231,23 @@ def ensure_actionlint():
     )
 
 
+AXE_NPM = "axe-core@4.14.1"  # the accessibility checker of the browser test (WCAG 2.2 A/AA rules), from npm
+
+
+def ensure_axe():
+    """Install axe-core into .tools/ for tests/book/test_browser.py, if npm is here (no network at test time)."""
+    if (ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js").exists():
+        return
+    if not shutil.which("npm"):
+        log("npm not found: the accessibility test needs axe-core (Node.js and npm: apt-get install -y npm)")
+        return
+    log(f"installing {AXE_NPM} into .tools/ for the accessibility test (npm)")
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(ROOT / ".tools"), AXE_NPM],
+        check=False,
+    )
+
+
 def lint():
     """ruff (lint and format check) over the code base; returns its exit status."""
     paths = ["bnlib", "bnbook", "tests", "benchmarks", "tools", "dev.py"]
@@ -261,6 +278,7 @@ def test(extra):
         return 1
     ensure_chromium()
     ensure_actionlint()
+    ensure_axe()
     cmd = [
         PY,
         "-m",

@@ -255,3 +255,38 @@ def test_each_page_loads_light(browser):
     WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     WEIGHTS.write_text(json.dumps(weights, indent=1, sort_keys=True))
     assert not failures, failures
+
+
+AXE = ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def test_no_page_has_an_accessibility_violation_in_light_or_dark_mode(browser):
+    """axe-core (vendored from npm by dev.py into .tools/) over every page, WCAG 2.2 A and AA rules, in the
+    theme's light and dark modes: zero violations."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} not found: python3 dev.py test installs it with npm ({AXE.parent.name})", pytrace=False)
+    b, base = browser
+    failures = []
+    for mode in ("light", "dark"):
+        for path in pages():
+            themed = path != "404.html"  # our own plain 404 page has one look
+            if not themed and mode == "dark":
+                continue
+            context = b.new_context(viewport={"width": 1280, "height": 900})
+            context.add_init_script(f"localStorage.setItem('mode', '{mode}'); localStorage.setItem('theme', '{mode}');")
+            page = context.new_page()
+            try:
+                page.goto(f"{base}/{path}", wait_until="networkidle")
+                if themed:
+                    assert page.evaluate("() => document.documentElement.dataset.theme") == mode, (path, mode)
+                page.add_script_tag(path=str(AXE))
+                violations = page.evaluate(
+                    "async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}})).violations"
+                    ".map(v => v.id + ' x' + v.nodes.length + ': ' + v.nodes[0].html.slice(0, 120))",
+                    AXE_TAGS,
+                )
+                failures += [f"{path} ({mode}): {v}" for v in violations]
+            finally:
+                context.close()
+    assert not failures, failures
