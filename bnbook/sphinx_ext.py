@@ -125,7 +125,8 @@ def _after_build(app, exception):
         single = DOUBLED_TITLE.sub(r"<title>\1</title>", text, count=1)
         if single != text:
             page.write_text(single, encoding="utf-8")
-    _lighten_site(out)
+    # the single-page builder writes the page at the root document's path but links from the site root
+    _lighten_site(out, links_from_root=app.builder.name == "singlehtml")
     write_downloads(Path(app.srcdir), out / DOWNLOADS)
     base = (app.config.html_baseurl or "").strip()
     # a 404 page served for any missing address: links are absolute from the base URL when there is one
@@ -155,13 +156,15 @@ def png_size(data: bytes):
     return struct.unpack(">II", data[16:24])
 
 
-def lighten_page(text: str, page: Path, out: Path) -> str:
+def lighten_page(text: str, page: Path, out: Path, *, links_from=None) -> str:
     """One built page, lighter: interactive frames as files under ``_static/frames`` (the JSON list
     then holds their relative URLs, which the controls' script loads as before), the first frame and
     every local PNG with ``width`` and ``height`` (the static figures also ``loading="lazy"``), and no
-    ``fontawesome.js``. A page lightened before is returned unchanged."""
+    ``fontawesome.js``. Relative links are written and read from ``links_from`` (default: the page's
+    folder). A page lightened before is returned unchanged."""
+    links_from = page.parent if links_from is None else links_from
     frames_dir = out / "_static" / FRAMES
-    rel = os.path.relpath(frames_dir, page.parent).replace(os.sep, "/")
+    rel = os.path.relpath(frames_dir, links_from).replace(os.sep, "/")
 
     def frame_file(uid, i, b64):
         data = base64.b64decode(b64)
@@ -196,7 +199,7 @@ def lighten_page(text: str, page: Path, out: Path) -> str:
     text = _FRAME_IMG.sub(first_frame, text)
 
     def sized(m):
-        path = (page.parent / m.group(2)).resolve()
+        path = (links_from / m.group(2)).resolve()
         try:
             width, height = png_size(path.read_bytes()[:24])
         except (OSError, ValueError):
@@ -263,14 +266,14 @@ def icon_css(icons: dict, names) -> str:
 _ICON_MODIFIERS = {"fa-solid", "fas", "fa-lg", "fa-xs", "fa-sm", "fa-xl", "fa-fw", "fa-2x", "fa-3x"}
 
 
-def _lighten_site(out: Path):
+def _lighten_site(out: Path, links_from_root=False):
     fontawesome = out / "_static" / "scripts" / "fontawesome.js"
     names = set()
     for page in out.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
         for classes in _ICON_CLASSES.findall(text):
             names |= {c[3:] for c in classes.split() if c.startswith("fa-") and c not in _ICON_MODIFIERS}
-        lighter = lighten_page(text, page, out)
+        lighter = lighten_page(text, page, out, links_from=out if links_from_root else None)
         if lighter != text:
             page.write_text(lighter, encoding="utf-8")
     if fontawesome.exists():

@@ -94,3 +94,21 @@ def test_icon_css_draws_each_icon_from_its_path_and_refuses_unknown_ones():
     assert "M416 208" in css and "CC BY 4.0" in css
     with pytest.raises(ValueError, match="fa-nothing|nothing"):
         sphinx_ext.icon_css(icons, {"nothing"})
+
+
+def test_lighten_page_can_link_from_the_site_root_as_the_single_page_builder_does(tmp_path):
+    import base64
+
+    out = tmp_path / "html"
+    (out / "book").mkdir(parents=True)
+    (out / "_images").mkdir()
+    (out / "_images" / "fig.png").write_bytes(_png(8, 4))
+    uri = "data:image/png;base64," + base64.b64encode(_png(10, 5)).decode()
+    text = (
+        f'<img class="bnx-img" id="bnx-00000000aa-img" src="{uri}" alt="a">'
+        f'<script type="application/json" id="bnx-00000000aa-frames">["{uri}"]</script>'
+        '<img alt="static" src="_images/fig.png" />'
+    )
+    lighter = sphinx_ext.lighten_page(text, out / "book" / "intro.html", out, links_from=out)
+    assert 'src="_static/frames/bnx-00000000aa-000-' in lighter and "../_static" not in lighter
+    assert 'src="_images/fig.png" width="8" height="4"' in lighter  # found from the root too
