@@ -6,7 +6,7 @@
     python3 dev.py test-lib  the fast loop: ruff and the library tests only (seconds)
     python3 dev.py execute   re-execute the chapter notebooks in place (outputs committed)
     python3 dev.py bench     run the benchmarks under benchmarks/
-    python3 dev.py lab       open the notebooks in JupyterLab with live widgets
+    python3 dev.py lab [DIR] [OPTIONS]  JupyterLab on book/ (or DIR) with live widgets, as root or not
     python3 dev.py pdf       the whole book as one PDF, _build/bn-book.pdf (also copied into the HTML site)
 
 Environment variables:
@@ -87,6 +87,7 @@ def setup():
     stamp = VENV / ".bnbook-installed"
     wanted = _digest(ROOT / "requirements.txt", ROOT / "pyproject.toml")
     if PY.exists() and stamp.exists() and stamp.read_text() == wanted:
+        configure_jupyter()
         return
     if not PY.exists():
         log(f"creating the virtual environment {VENV}")
@@ -95,6 +96,7 @@ def setup():
     run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", "requirements.txt"], check=True)
     run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", "-e", "."], check=True)
     stamp.write_text(wanted)
+    configure_jupyter()
     log("environment ready")
 
 
@@ -312,9 +314,34 @@ def bench(extra):
     return rc
 
 
+# JupyterLab and Notebook 7 settings for this environment (the app-wide overrides.json of .venv, which
+# both read from share/jupyter/lab/settings):
+# widget state is saved with the notebook, so a saved chapter reopens with its panels as they were
+# left instead of "Error displaying widget: model not found" (the default saves no state).
+# JupyterLab asks on first start whether to fetch news from jupyter.org (a dialog over the notebook;
+# this machine is offline): answered no.
+JUPYTER_OVERRIDES = {
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false"},
+}
+
+
+def configure_jupyter():
+    """Write JUPYTER_OVERRIDES into the settings directory JupyterLab and Notebook 7 share in .venv."""
+    text = json.dumps(JUPYTER_OVERRIDES, indent=2) + "\n"
+    path = VENV / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
 def lab(extra):
+    """JupyterLab on book/ (or on the directory given first), as root or not, with extra options."""
     setup()
-    cmd = [BIN / "jupyter", "lab", "book", *extra]
+    folder = "book"
+    if extra and not extra[0].startswith("-"):
+        folder, extra = extra[0], extra[1:]
+    cmd = [BIN / "jupyter", "lab", folder, *extra]
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
         cmd.append("--allow-root")  # Jupyter refuses root without it; the README's machines run as root
     return run(cmd).returncode
