@@ -11,6 +11,7 @@ from bnlib.data import Dataset, load_digits
 from bnlib.train import evaluate, fit, predict, recalibrate, train_mode_accuracy
 
 from .explore import interactive
+from .progress import progress_bar
 from .style import NORM_COLOURS, PALETTE, frame, pyplot
 
 DISTRIBUTIONS = {
@@ -94,12 +95,14 @@ def normalization_sweep(
     batch size takes comparable steps per example seen; all arms see the same number of epochs.
     Architecture, initialization (per seed) and learning rate are identical between normalizations;
     only the normalization layer changes. Returns a :class:`SweepResult` in the order
-    batch size x norm x seed.
+    batch size x norm x seed. ``progress(done, total)`` is called after each run; by default, a
+    progress bar in Jupyter (:func:`bnbook.progress.progress_bar`), nothing elsewhere.
     """
     data = data or load_digits()
     settings, acc, train_mode_acc, train_loss, test_loss, diverged, curves = [], [], [], [], [], [], []
     train_loss_eval = []
     total = len(batch_sizes) * len(norms) * len(seeds)
+    progress = progress or progress_bar(f"Training {total} networks", total)
     for b in batch_sizes:
         for norm in norms:
             for seed in seeds:

@@ -16,6 +16,7 @@ from bnlib.data import batches, load_digits
 from bnlib.train import fit
 
 from .explore import interactive
+from .progress import progress_bar
 from .style import ARM_COLOURS, PALETTE, frame, pyplot
 
 
@@ -83,10 +84,12 @@ def build_mlp(
 def train_runs(settings, *, seeds=(0, 1, 2), epochs=5, batch_size=64, data=None, progress=None):
     """Train :func:`build_mlp` for every setting (a dict with ``lr`` and build_mlp's arguments) and seed.
 
-    Returns a list of dicts: the setting, and per seed the :class:`History`."""
+    Returns a list of dicts: the setting, and per seed the :class:`History`. ``progress(done, total)``
+    is called after each run; by default, a progress bar in Jupyter, nothing elsewhere."""
     data = data or load_digits()
     out = []
     total = len(settings) * len(seeds)
+    progress = progress or progress_bar(f"Training {total} networks", total)
     for setting in settings:
         setting = dict(setting)
         lr = setting.pop("lr")

@@ -21,7 +21,7 @@ from bnlib.train import evaluate
 from ._checks import check_count, check_rate, check_seeds
 from .ch07_training import scale_invariant_weights
 from .explore import interactive
-from .style import PALETTE, frame, pyplot
+from .style import PALETTE, frame, plain_log_ticks, pyplot
 
 
 def _one_blas_thread(fn):
@@ -255,6 +255,8 @@ def effective_lr_explorer(lr=0.5, weight_decay=0.01):
     chosen = runs[(lr, weight_decay)]
     ax1.set_yscale("log")
     ax2.set_yscale("log")
+    plain_log_ticks(ax1.yaxis)
+    plain_log_ticks(ax2.yaxis)
     ax1.set_ylim(0.5, 500)
     ax2.set_ylim(1e-4, 1)
     ax1.set_xlabel("training step")
@@ -534,6 +536,7 @@ def gradient_profile_explorer(depth=31, normalization="batch", residual=False):
     for row in profile.grad_norm:
         ax.plot(profile.position, row, "o-", ms=3, lw=1, color=PALETTE[0], alpha=0.8)
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     ax.set_ylim(1e-2, 1e5)
     ax.set_xlim(0, 52)
     ax.set_xlabel("hidden layers below (0 = the input side)")

@@ -35,6 +35,7 @@ import hashlib
 import html
 import importlib
 import inspect
+import io
 import itertools
 import json
 import numbers
@@ -61,9 +62,18 @@ def _check_value(name, value):
 
 
 def _format(value):
+    """A value as the reader reads it: ``0.1``, ``tanh``, and switches as ``on``/``off`` (not
+    Python's True/False)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _is_switch(values) -> bool:
+    """A parameter with the values False and True: a checkbox (its values ordered off, on)."""
+    return len(values) == 2 and all(isinstance(v, bool) for v in values) and values[0] != values[1]
 
 
 class Explorer:
@@ -101,7 +111,7 @@ class Explorer:
                 raise ValueError(f"{name}: expected at least one value, got an empty list")
             if len(set(map(repr, values))) != len(values):
                 raise ValueError(f"{name}: expected distinct values, got {values}")
-            self.grid[name] = values
+            self.grid[name] = [False, True] if _is_switch(values) else values
         n_frames = self.n_frames
         if n_frames > max_frames:
             raise ValueError(
@@ -113,6 +123,7 @@ class Explorer:
         self.alt = alt or self.title
         self.labels = {name: (labels or {}).get(name, name.replace("_", " ")) for name in self.grid}
         self.initial = {name: _initial(plot_fn, name, values) for name, values in self.grid.items()}
+        self._pngs = {}  # frame index -> PNG, for the live panel: a frame seen once redraws at once
 
     # ---- the grid ----------------------------------------------------------------------
     @property
@@ -148,6 +159,25 @@ class Explorer:
         return f"Interactive figure '{self.title}' ({self.n_frames} combinations; {parts})"
 
     # ---- Jupyter: live widgets ---------------------------------------------------------
+    def frame_png(self, values=None) -> bytes:
+        """PNG of one combination, drawn once per Explorer and kept: moving a control back to a
+        position already seen shows its frame without recomputing (at most ``n_frames`` PNGs)."""
+        values = {**self.initial, **(values or {})}
+        key = self._index(values)
+        if key not in self._pngs:
+            self._pngs[key] = self.render(**values)
+        return self._pngs[key]
+
+    def preview_png(self) -> bytes:
+        """The first frame as a compact PNG under a line that says how to make it live: what a
+        notebook shows before its cells run (the stored output, which Jupyter also shows in an
+        untrusted notebook, where the widget cannot render)."""
+        return _with_hint(compact_png(self.frame_png()), f"Preview. Run this cell to change {self._names()}.")
+
+    def _names(self) -> str:
+        labels = list(self.labels.values())
+        return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
     def widget(self):
         """An ipywidgets panel: one control per parameter, the figure, the current values."""
         import ipywidgets as w
@@ -155,10 +185,8 @@ class Explorer:
         controls = {}
         for name, values in self.grid.items():
             label = self.labels[name]
-            if all(isinstance(v, bool) for v in values) and len(values) == 2:
-                control = w.ToggleButtons(
-                    options=[(str(v), v) for v in values], value=self.initial[name], description=label
-                )
+            if _is_switch(values):
+                control = w.Checkbox(value=self.initial[name], description=label, indent=False)
             elif all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
                 control = w.SelectionSlider(
                     options=[(_format(v), v) for v in values],
@@ -171,25 +199,34 @@ class Explorer:
                     options=[(_format(v), v) for v in values], value=self.initial[name], description=label
                 )
             control.style.description_width = "initial"
+            control.layout.width = "auto"  # the label on one line with its control
+            control.layout.margin = "2px 16px 2px 0"
             controls[name] = control
-        image = w.Image(value=self.render(), format="png", layout=w.Layout(max_width="100%"))
+        # at its own pixel size (sharp text), narrower when the notebook column is narrower
+        image = w.Image(
+            value=self.frame_png(),
+            format="png",
+            layout=w.Layout(max_width="100%", height="auto", align_self="flex-start"),
+        )
         status = w.HTML(value=html.escape(self.describe()))
 
         def update(_change=None):
             values = {name: c.value for name, c in controls.items()}
-            image.value = self.render(**values)
+            image.value = self.frame_png(values)
             status.value = html.escape(self.describe(values))
 
         for control in controls.values():
             control.observe(update, names="value")
-        return w.VBox(
+        panel = w.VBox(
             [
                 w.HTML(f"<b>{html.escape(self.title)}</b>"),
-                w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")),
+                w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap", align_items="center")),
                 image,
                 status,
             ]
         )
+        panel.add_class("bnbook-explorer")
+        return panel
 
     # ---- the HTML book: precomputed frames ---------------------------------------------
     def to_html(self) -> str:
@@ -204,7 +241,7 @@ class Explorer:
             cid = html.escape(f"{uid}-{name}")
             label = html.escape(self.labels[name])
             index = values.index(self.initial[name])
-            if all(isinstance(v, bool) for v in values) and len(values) == 2:
+            if _is_switch(values):
                 checked = " checked" if self.initial[name] == values[1] else ""
                 controls.append(
                     f'<div class="bnx-control"><input type="checkbox" id="{cid}" data-param="{name}"{checked}>'
@@ -259,13 +296,13 @@ class Explorer:
     def _repr_mimebundle_(self, include=None, exclude=None):
         if static_mode():
             return {"text/html": self.to_html(), "text/plain": repr(self)}
+        preview = {"image/png": base64.b64encode(self.preview_png()).decode(), "text/plain": repr(self)}
         try:
             bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
-        except ImportError:  # no ipywidgets: show the first frame
-            return {"image/png": base64.b64encode(self.render()).decode(), "text/plain": repr(self)}
-        bundle = dict(bundle)
-        bundle["text/plain"] = repr(self)
-        return bundle
+        except ImportError:  # no ipywidgets: the first frame only
+            return preview
+        # the live panel where a widget manager runs; the preview in a stored or untrusted notebook
+        return {**bundle, **preview}
 
 
 _SCRIPT = """(function(){var r=document.getElementById('__UID__');
@@ -279,6 +316,24 @@ i=i*s.values[n].length+p;document.getElementById(c.id+'-value').textContent=v;
 if(c.type==='range'){c.setAttribute('aria-valuetext',v);}d.push(s.labels[n]+' = '+v);});
 img.src=f[i];img.alt=s.alt+' ('+d.join(', ')+')';st.textContent=d.join(', ');r.dataset.frame=i;}
 cs.forEach(function(c){c.addEventListener('input',upd);c.addEventListener('change',upd);});})();"""
+
+
+def _with_hint(png: bytes, hint: str) -> bytes:
+    """``png`` under a strip with ``hint`` written in it (matplotlib's DejaVu Sans, 13 px)."""
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    font = ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"), 13)
+    strip = 24
+    out = Image.new("RGB", (image.width, image.height + strip), "white")
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([0, 0, image.width - 1, strip - 2], fill=(232, 240, 250))
+    draw.text((8, 4), hint, fill=(20, 40, 80), font=font)
+    out.paste(image, (0, strip))
+    buffer = io.BytesIO()
+    out.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def _script_json(value) -> str:

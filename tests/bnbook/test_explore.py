@@ -1,6 +1,7 @@
 """bnbook.explore: the grid, labels, both displays, the markup, and bad arguments."""
 
 import base64
+import io
 import re
 
 import matplotlib
@@ -10,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from PIL import Image
 
 from bnbook import explore as explore_module
 from bnbook.explore import explore
@@ -32,10 +34,7 @@ def test_grid_order_initial_values_and_labels():
     assert all(e._index(c) == i for i, c in enumerate(combos))
     assert e.initial == {"a": 1.0, "kind": "sin", "flip": False}  # the function's own defaults
     assert e.labels["a"] == "frequency" and e.labels["kind"] == "kind"
-    assert (
-        repr(e)
-        == "Interactive figure 'plot' (12 combinations; frequency: 0.5, 1, 2; kind: sin, cos; flip: False, True)"
-    )
+    assert repr(e) == "Interactive figure 'plot' (12 combinations; frequency: 0.5, 1, 2; kind: sin, cos; flip: off, on)"
 
 
 def test_static_html_has_one_distinct_frame_per_combination_and_labelled_controls():
@@ -61,6 +60,37 @@ def test_mimebundle_static_vs_live(monkeypatch):
     live = e._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in live and "text/html" not in live
     assert live["text/plain"] == static["text/plain"]  # what nbval compares is the same in both modes
+    # the preview a stored or untrusted notebook shows: the first frame under a hint strip
+    preview = Image.open(io.BytesIO(base64.b64decode(live["image/png"])))
+    first = Image.open(io.BytesIO(e.render()))
+    assert preview.width == first.width and preview.height == first.height + 24
+
+
+def test_switches_read_as_words_and_are_checkboxes():
+    e = explore(plot, flip=[True, False])
+    assert e.grid["flip"] == [False, True]  # off, on: the checkbox's order
+    assert e.describe({"flip": True}) == "flip = on" and "True" not in repr(e)
+    panel = e.widget()
+    box = panel.children[1].children[0]
+    assert type(box).__name__ == "Checkbox" and box.description == "flip"
+    box.value = True
+    assert panel.children[3].value == "flip = on"
+    page = e.to_html()
+    assert ">off</output>" in page and '"off", "on"' in page and "True" not in page
+
+
+def test_live_panel_draws_each_frame_once(monkeypatch):
+    e = explore(plot, a=[1.0, 2.0])
+    calls = []
+    render = e.render
+    monkeypatch.setattr(e, "render", lambda **v: calls.append(v) or render(**v))
+    panel = e.widget()
+    slider, image = panel.children[1].children[0], panel.children[2]
+    first = image.value
+    slider.value = 2.0
+    slider.value = 1.0
+    assert image.value == first and len(calls) == 2  # back to a frame seen: no redraw
+    assert image.layout.align_self == "flex-start"  # shown at its pixel size, not stretched
 
 
 def test_live_widget_updates_the_image():
@@ -135,3 +165,12 @@ def test_values_in_the_json_blocks_are_json_escaped_not_html_escaped():
     assert "</script><b>" not in page.split("<select")[0]  # no early end of a script element
     with pytest.raises(ValueError, match="identifiers"):
         explore(lambda **values: plot(), **{'kind" onmouseover="x': ["a"]})
+
+
+def test_progress_bar_only_in_a_live_kernel():
+    from bnbook.progress import progress_bar
+
+    assert progress_bar("Training 4 networks", 4) is None  # plain Python: nothing shown, nothing to call
+    for bad in (0, -1, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="total: expected a positive int"):
+            progress_bar("x", bad)
