@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -101,6 +102,36 @@ def _hide_solution(cell) -> None:
     tags = [t for t in cell.metadata.get("tags", []) if t not in ("hide-input", "hide-output")]
     cell.metadata["tags"] = tags + ["hide-cell"] if "hide-cell" not in tags else tags
     cell.metadata["jupyter"] = {"source_hidden": True, "outputs_hidden": True}
+    # the nbformat 3 name of outputs_hidden, which JupyterLab writes back on opening a notebook that
+    # lacks it: stored here, opening a chapter does not mark it modified
+    cell.metadata["collapsed"] = True
+
+
+CAPTION = "jupyter-caption"  # metadata bnbook= of the caption cells below
+
+
+def _caption_cell(figure: dict):
+    """The caption of a figure (myst-nb's cell metadata, which Jupyter does not show) as a MyST
+    figure in a markdown cell after it, for JupyterLab and Notebook 7 (jupyterlab-myst numbers it
+    and resolves {numref} to its label); tagged remove-cell, so the book shows the caption once."""
+    caption = textwrap.fill(figure["caption"], 88, break_long_words=False, break_on_hyphens=False)
+    label = [f":label: {figure['name']}"] if figure.get("name") else []
+    cell = nbformat.v4.new_markdown_cell("\n".join([":::{figure}", *label, "", caption, ":::"]))
+    cell.metadata = {"tags": ["remove-cell"], "bnbook": CAPTION}
+    return cell
+
+
+def add_jupyter_captions(nb) -> None:
+    """After every code cell with a myst-nb figure caption, its caption cell (made afresh)."""
+    cells = []
+    for cell in nb.cells:
+        if cell.metadata.get("bnbook") == CAPTION:
+            continue
+        cells.append(cell)
+        figure = cell.metadata.get("mystnb", {}).get("figure")
+        if cell.cell_type == "code" and figure and figure.get("caption"):
+            cells.append(_caption_cell(figure))
+    nb.cells = cells
 
 
 def execute(path: Path) -> float:
@@ -131,7 +162,9 @@ def execute(path: Path) -> float:
             os.environ["BNBOOK_STATIC_HTML"] = env_backup
     elapsed = time.perf_counter() - start
     nb.metadata.pop("widgets", None)
-    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
+    # nbclient's language_info is kept whole: JupyterLab fills in any field that is missing when it
+    # opens a notebook, which marks it modified (and autosaves it two minutes later)
+    add_jupyter_captions(nb)
     for i, cell in enumerate(nb.cells):
         cell.id = f"c{i:03d}"
         cell.metadata.pop("execution", None)
@@ -144,10 +177,11 @@ def execute(path: Path) -> float:
         if cell.source in volatile:
             cell.outputs = volatile[cell.source]
         cell.outputs = _coalesce_streams(cell.outputs)
-        for k, out in enumerate(cell.outputs):
-            view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
-            if view:  # a random id per run; the stored notebook carries no widget state anyway
-                view["model_id"] = f"{cell.id}-{k}"
+        for out in cell.outputs:
+            # a live widget's view points at a model that exists only in the kernel that ran it; stored,
+            # a reopened notebook would show "Error displaying widget: model not found" in its place.
+            # What remains is its text/plain and, for interactive figures, the first frame (image/png).
+            out.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
     nbformat.write(nb, path)
     return elapsed
 

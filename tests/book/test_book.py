@@ -113,6 +113,8 @@ def test_figures_with_captions_have_alt_text():
             meta = cell.get("metadata", {}).get("mystnb", {})
             if "figure" in meta:
                 assert meta["figure"].get("caption") and meta.get("image", {}).get("alt"), (name, meta)
+                # a caption is MyST: an equation is {eq}`label`, not a label written out as text
+                assert "(eq-" not in meta["figure"]["caption"].replace("`eq-", ""), (name, meta["figure"]["caption"])
 
 
 def test_jupyterlab_has_the_widget_manager():
@@ -147,3 +149,23 @@ def test_every_page_has_a_favicon_a_description_and_one_title(built):
 def test_a_404_page_is_built(built):
     text = (HTML / "404.html").read_text()
     assert "Page not found" in text and "index.html" in text
+
+
+def test_every_figure_caption_follows_its_figure_for_jupyter():
+    # captions live in myst-nb's cell metadata, which Jupyter does not show: tools/notebooks.py puts each
+    # one after its figure as a MyST figure (numbered and labelled for {numref} in jupyterlab-myst),
+    # tagged remove-cell so that the book does not show it twice
+    for name, nb in _chapters().items():
+        cells = nb["cells"]
+        for i, cell in enumerate(cells):
+            figure = cell.get("metadata", {}).get("mystnb", {}).get("figure")
+            if not figure:
+                continue
+            caption = cells[i + 1]
+            text = "".join(caption["source"])
+            assert caption["metadata"] == {"tags": ["remove-cell"], "bnbook": "jupyter-caption"}, (name, i)
+            assert text.startswith(":::{figure}\n") and text.endswith("\n:::"), (name, text)
+            assert f":label: {figure['name']}\n" in text, (name, figure["name"])
+            assert " ".join(text.split("\n\n", 1)[1][: -len(":::")].split()) == " ".join(figure["caption"].split())
+        marked = sum(c["metadata"].get("bnbook") == "jupyter-caption" for c in cells)
+        assert marked == sum("figure" in c.get("metadata", {}).get("mystnb", {}) for c in cells), name
