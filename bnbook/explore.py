@@ -172,9 +172,10 @@ class Explorer:
         """The first frame as a compact PNG under a line that says how to make it live: what a
         notebook shows before its cells run (the stored output, which Jupyter also shows in an
         untrusted notebook, where the widget cannot render)."""
-        return _with_hint(compact_png(self.frame_png()), f"Preview. Run this cell to change {self._names()}.")
+        return _with_hint(compact_png(self.frame_png()), f"Preview. Run this cell to change {self.control_names()}.")
 
-    def _names(self) -> str:
+    def control_names(self) -> str:
+        """The controls' labels as a phrase: "depth, gain and batch norm"."""
         labels = list(self.labels.values())
         return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
@@ -230,7 +231,12 @@ class Explorer:
 
     # ---- the HTML book: precomputed frames ---------------------------------------------
     def to_html(self) -> str:
-        """Self-contained HTML: native controls, every frame as PNG data, a few lines of script."""
+        """Self-contained HTML: native controls, every frame as PNG data, a few lines of script.
+
+        A change is announced once, by the control the reader moved (a slider's ``aria-valuetext``,
+        the checkbox's state, the chosen option): no live region repeats it (an ``<output>`` is
+        one by default, hence ``aria-live="off"``); the image's alt text and the status line under
+        it carry every current value for a reader who moves to them."""
         uid = "bnx-" + hashlib.sha1(repr((self.title, self.grid)).encode()).hexdigest()[:10]
         frames = [
             "data:image/png;base64," + base64.b64encode(compact_png(self.render(**combo))).decode()
@@ -245,14 +251,14 @@ class Explorer:
                 checked = " checked" if self.initial[name] == values[1] else ""
                 controls.append(
                     f'<div class="bnx-control"><input type="checkbox" id="{cid}" data-param="{name}"{checked}>'
-                    f'<label for="{cid}">{label}</label> <output id="{cid}-value">{html.escape(_format(self.initial[name]))}</output></div>'
+                    f'<label for="{cid}">{label}</label> <output id="{cid}-value" aria-live="off">{html.escape(_format(self.initial[name]))}</output></div>'
                 )
             elif all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
                 controls.append(
                     f'<div class="bnx-control"><label for="{cid}">{label}</label> '
                     f'<input type="range" id="{cid}" data-param="{name}" min="0" max="{len(values) - 1}" step="1" '
                     f'value="{index}" aria-valuetext="{html.escape(_format(self.initial[name]))}"> '
-                    f'<output id="{cid}-value">{html.escape(_format(self.initial[name]))}</output></div>'
+                    f'<output id="{cid}-value" aria-live="off">{html.escape(_format(self.initial[name]))}</output></div>'
                 )
             else:
                 options = "".join(
@@ -262,7 +268,7 @@ class Explorer:
                 controls.append(
                     f'<div class="bnx-control"><label for="{cid}">{label}</label> '
                     f'<select id="{cid}" data-param="{name}">{options}</select> '
-                    f'<output id="{cid}-value">{html.escape(_format(self.initial[name]))}</output></div>'
+                    f'<output id="{cid}-value" aria-live="off">{html.escape(_format(self.initial[name]))}</output></div>'
                 )
         spec = {
             "names": list(self.grid),
@@ -279,7 +285,7 @@ class Explorer:
             f"{''.join(controls)}</form>"
             f'<img class="bnx-img" id="{uid}-img" src="{frames[start]}" '
             f'alt="{html.escape(self.alt)} ({html.escape(self.describe())})" style="max-width:100%">'
-            f'<p class="bnx-status" id="{uid}-status" aria-live="polite">{html.escape(self.describe())}</p>'
+            f'<p class="bnx-status" id="{uid}-status">{html.escape(self.describe())}</p>'
             f'<script type="application/json" id="{uid}-frames">{_script_json(frames)}</script>'
             f'<script type="application/json" id="{uid}-spec">{_script_json(spec)}</script>'
             f"<script>{_SCRIPT.replace('__UID__', uid)}</script>"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import textwrap
 import time
@@ -121,6 +122,29 @@ def _caption_cell(figure: dict):
     return cell
 
 
+_EXPLORE = re.compile(r"^explore\((?:ch\d\d|intro)\.(\w+)[,)]", re.M)
+
+
+def number_interactive_figures(nb) -> None:
+    """An interactive figure's cell gets myst-nb figure metadata from its registered figure (title,
+    alt text, controls), unless the chapter wrote its own: the book numbers it with the static
+    figures and {numref}`fig-<function name>` refers to it (dashes for underscores)."""
+    from bnbook.explore import all_figures, explore
+
+    registry = all_figures()
+    for cell in nb.cells:
+        match = _EXPLORE.search(cell.source) if cell.cell_type == "code" else None
+        if not match or "figure" in cell.metadata.get("mystnb", {}):
+            continue
+        fn = registry[match.group(1)]
+        panel = explore(fn)
+        caption = f"{fn.title} (interactive). {fn.alt}; the controls set {panel.control_names()}."
+        cell.metadata["mystnb"] = {
+            "figure": {"caption": caption, "name": "fig-" + fn.__name__.replace("_", "-")},
+            "image": {"alt": fn.alt},
+        }
+
+
 def add_jupyter_captions(nb) -> None:
     """After every code cell with a myst-nb figure caption, its caption cell (made afresh)."""
     cells = []
@@ -164,6 +188,7 @@ def execute(path: Path) -> float:
     nb.metadata.pop("widgets", None)
     # nbclient's language_info is kept whole: JupyterLab fills in any field that is missing when it
     # opens a notebook, which marks it modified (and autosaves it two minutes later)
+    number_interactive_figures(nb)
     add_jupyter_captions(nb)
     for i, cell in enumerate(nb.cells):
         cell.id = f"c{i:03d}"

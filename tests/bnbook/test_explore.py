@@ -174,3 +174,10 @@ def test_progress_bar_only_in_a_live_kernel():
     for bad in (0, -1, 2.5, True, "4"):
         with pytest.raises(ValueError, match="total: expected a positive int"):
             progress_bar("x", bad)
+
+
+def test_a_change_is_announced_once_by_the_control_itself():
+    page = explore(plot, a=[0.5, 2.0], kind=["sin", "cos"], flip=[False, True]).to_html()
+    assert page.count("<output ") == 3 == page.count('aria-live="off"')  # outputs are live regions by default
+    assert 'aria-live="polite"' not in page and 'aria-live="assertive"' not in page
+    assert 'role="status"' not in page and 'role="alert"' not in page

@@ -52,6 +52,12 @@ def test_interactive_figures_are_static_html_in_the_book(built):
     frames = re.findall(r'class="bnx" id="[^"]+" data-frames="(\d+)"', page)
     assert len(frames) >= 2 and all(int(n) > 1 for n in frames)
     assert "application/vnd.jupyter.widget" not in page  # no widget manager needed
+    # numbered with the static figures, and a {numref} target: each panel sits in a captioned figure
+    figures = re.findall(r'<figure[^>]*id="(fig-[a-z-]+)"[^>]*>\s*(?:<div[^>]*>\s*)*<div class="bnx"', page)
+    assert figures == ["fig-activation-histograms", "fig-layer-diagnostics"], figures
+    for name in figures:
+        after = page.split(f'id="{name}"', 1)[1]
+        assert re.search(r'<span class="caption-number">Fig\. \d+ </span>', after.split("</figure>", 1)[0]), name
 
 
 def test_figures_have_captions_or_alt_text(built):
@@ -127,6 +133,26 @@ def test_jupyterlab_has_the_widget_manager():
     out = subprocess.run([str(jupyter), "labextension", "list"], capture_output=True, text=True)
     listing = out.stdout + out.stderr
     assert "@jupyter-widgets/jupyterlab-manager" in listing and "enabled" in listing and "OK" in listing, listing
+    # the MyST renderer, and no extension built for another JupyterLab (which would warn "Unsatisfied version")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", listing)
+    assert re.search(r"jupyterlab-myst v[\d.]+ enabled\s+OK", plain), listing
+    assert " X" not in plain and "not compatible" not in plain, listing
+
+
+def test_notebook_7_is_installed_beside_the_pinned_jupyterlab():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pins = dict(
+        line.split("#")[0].strip().split("==")
+        for line in (HTML.parent.parent / "requirements.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+    jupyter = Path(sys.executable).parent / "jupyter"
+    for app, package in (("lab", "jupyterlab"), ("notebook", "notebook")):
+        out = subprocess.run([str(jupyter), app, "--version"], capture_output=True, text=True)
+        assert out.stdout.strip() == pins[package], (app, out.stdout, out.stderr[-500:])
 
 
 def test_every_page_has_a_favicon_a_description_and_one_title(built):
@@ -149,6 +175,16 @@ def test_every_page_has_a_favicon_a_description_and_one_title(built):
 def test_a_404_page_is_built(built):
     text = (HTML / "404.html").read_text()
     assert "Page not found" in text and "index.html" in text
+
+
+def test_every_interactive_figure_is_a_named_figure():
+    for name, nb in _chapters().items():
+        for cell in nb["cells"]:
+            match = re.search(r"^explore\(ch\d\d\.(\w+)", "".join(cell["source"]), re.M)
+            if match and cell["cell_type"] == "code":
+                figure = cell["metadata"]["mystnb"]["figure"]
+                assert figure["name"] == "fig-" + match.group(1).replace("_", "-"), (name, figure)
+                assert "(interactive)" in figure["caption"], (name, figure)
 
 
 def test_every_figure_caption_follows_its_figure_for_jupyter():
