@@ -163,6 +163,11 @@ class Explorer:
         """PNG of one combination, drawn once per Explorer and kept: moving a control back to a
         position already seen shows its frame without recomputing (at most ``n_frames`` PNGs)."""
         values = {**self.initial, **(values or {})}
+        for name, value in values.items():
+            if name not in self.grid:
+                raise ValueError(f"unknown parameter {name!r}; the grid has {', '.join(self.grid)}")
+            if not any(type(v) is type(value) and v == value for v in self.grid[name]):
+                raise ValueError(f"{name}: {value!r} is not one of the grid's values {self.grid[name]}")
         key = self._index(values)
         if key not in self._pngs:
             self._pngs[key] = self.render(**values)

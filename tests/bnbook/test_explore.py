@@ -181,3 +181,14 @@ def test_a_change_is_announced_once_by_the_control_itself():
     assert page.count("<output ") == 3 == page.count('aria-live="off"')  # outputs are live regions by default
     assert 'aria-live="polite"' not in page and 'aria-live="assertive"' not in page
     assert 'role="status"' not in page and 'role="alert"' not in page
+
+
+def test_a_frame_outside_the_grid_is_refused_by_name():
+    e = explore(plot, a=[1.0, 2.0], flip=[False, True])
+    with pytest.raises(ValueError, match="unknown parameter 'speed'"):
+        e.frame_png({"speed": 1})
+    with pytest.raises(ValueError, match=r"a: 3.0 is not one of the grid's values \[1.0, 2.0\]"):
+        e.frame_png({"a": 3.0})
+    with pytest.raises(ValueError, match="flip: 1 is not one of"):
+        e.frame_png({"flip": 1})  # 1 == True, but a switch takes booleans
+    assert e._pngs == {}  # nothing drawn, nothing kept
