@@ -42,6 +42,7 @@ def setup(app):
     os.environ[STATIC_ENV] = "1"
     app.connect("config-inited", _drop_thebe)
     app.connect("builder-inited", _add_static)
+    app.connect("env-get-outdated", _static_changed)
     app.add_css_file("bnbook.css")
     app.add_css_file(ICON_CSS)  # written after the build, from the icons the pages use
     app.add_js_file("bnbook.js")
@@ -63,6 +64,23 @@ def _add_static(app):
     static = str(Path(app.srcdir) / STATIC)
     if static not in app.config.html_static_path:
         app.config.html_static_path.append(static)
+
+
+def _static_changed(app, env, added, changed, removed):
+    """Every page, when a file of book/_static differs from its copy in the build: Sphinx copies static
+    files only in a build that rewrites some page, so an edited stylesheet alone never reached the
+    site until a clean build."""
+    return list(env.found_docs) if static_outdated(Path(app.srcdir) / STATIC, Path(app.outdir) / "_static") else []
+
+
+def static_outdated(source: Path, built: Path) -> bool:
+    """True when a file under ``source`` is missing under ``built`` or has other bytes."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            copy = built / path.relative_to(source)
+            if not copy.is_file() or copy.read_bytes() != path.read_bytes():
+                return True
+    return False
 
 
 DESCRIPTION_LENGTH = 160

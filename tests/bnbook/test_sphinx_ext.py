@@ -112,3 +112,20 @@ def test_lighten_page_can_link_from_the_site_root_as_the_single_page_builder_doe
     lighter = sphinx_ext.lighten_page(text, out / "book" / "intro.html", out, links_from=out)
     assert 'src="_static/frames/bnx-00000000aa-000-' in lighter and "../_static" not in lighter
     assert 'src="_images/fig.png" width="8" height="4"' in lighter  # found from the root too
+
+
+def test_an_edited_static_file_marks_the_build_outdated(tmp_path):
+    from bnbook.sphinx_ext import static_outdated
+
+    source, built = tmp_path / "_static", tmp_path / "html" / "_static"
+    (source / "sub").mkdir(parents=True)
+    (source / "bnbook.css").write_text("a { }")
+    (source / "sub" / "x.js").write_text("1")
+    assert static_outdated(source, built)  # nothing copied yet
+    (built / "sub").mkdir(parents=True)
+    (built / "bnbook.css").write_text("a { }")
+    (built / "sub" / "x.js").write_text("1")
+    (built / "frames.png").write_bytes(b"only in the build")  # what the build itself writes does not count
+    assert not static_outdated(source, built)
+    (source / "sub" / "x.js").write_text("2")  # same size, other bytes
+    assert static_outdated(source, built)

@@ -109,6 +109,15 @@ def test_every_page_loads_cleanly(browser):
                 ".map(i => (i.getAttribute('src') || '').slice(0, 80))"
             )
             log.problems += [f"broken image: {src}" for src in broken]
+            # a figure narrower than its pixels is scaled, not squeezed: its shape is its PNG's
+            squeezed = page.evaluate(
+                "() => Array.from(document.images).filter(i => i.naturalWidth && i.clientWidth && i.clientHeight"
+                " && Math.abs(i.clientWidth / i.clientHeight - i.naturalWidth / i.naturalHeight)"
+                " > 0.02 * i.naturalWidth / i.naturalHeight)"
+                ".map(i => `${(i.getAttribute('src') || '').slice(0, 60)}: ${i.clientWidth}x${i.clientHeight}"
+                " shown, ${i.naturalWidth}x${i.naturalHeight} drawn`)"
+            )
+            log.problems += [f"image shown out of shape: {what}" for what in squeezed]
             # code and printed output fit the text column at 1280 px: no sideways scrolling to read them
             wide = page.evaluate(
                 "() => Array.from(document.querySelectorAll('div.cell pre'))"
