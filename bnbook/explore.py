@@ -177,7 +177,7 @@ class Explorer:
         """The first frame as a compact PNG under a line that says how to make it live: what a
         notebook shows before its cells run (the stored output, which Jupyter also shows in an
         untrusted notebook, where the widget cannot render)."""
-        return _with_hint(compact_png(self.frame_png()), f"Preview. Run this cell to change {self.control_names()}.")
+        return compact_png(_with_hint(self.frame_png(), f"Preview. Run this cell to change {self.control_names()}."))
 
     def control_names(self) -> str:
         """The controls' labels as a phrase: "depth, gain and batch norm"."""
@@ -343,7 +343,7 @@ def _with_hint(png: bytes, hint: str) -> bytes:
     draw.text((8, 4), hint, fill=(20, 40, 80), font=font)
     out.paste(image, (0, strip))
     buffer = io.BytesIO()
-    out.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    out.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
