@@ -18,6 +18,9 @@
 * Downloads that run anywhere (:func:`write_downloads`): a wheel of ``bnlib`` and ``bnbook`` built
   from this checkout and a zip of every chapter notebook, under ``downloads/``; the chapters' first
   cells name the wheel, and "Running the book yourself" links both.
+* Sets up :mod:`bnbook.katex`, the math renderer ``bnbook_katex``: the math is typeset at build
+  time, and pages with math load KaTeX's stylesheet and fonts only, instead of MathJax's 1.16 MB
+  script.
 * Switches sphinx-thebe off. Jupyter Book 1 always loads it; it declares ``THEBE_JS_URL`` once per
   read of the environment (a page error, "already declared", on every page) and points at a CDN.
   The book is offline and its interactive figures need no kernel, so Thebe has nothing to do here.
@@ -30,6 +33,7 @@ import json
 import os
 import re
 import struct
+from html.parser import HTMLParser
 from pathlib import Path
 
 from .explore import STATIC_ENV
@@ -42,6 +46,7 @@ def setup(app):
     os.environ[STATIC_ENV] = "1"
     app.connect("config-inited", _drop_thebe)
     app.connect("builder-inited", _add_static)
+    app.setup_extension("bnbook.katex")
     app.connect("env-get-outdated", _static_changed)
     app.add_css_file("bnbook.css")
     app.add_css_file(ICON_CSS)  # written after the build, from the icons the pages use
@@ -89,12 +94,46 @@ DESCRIPTION_LENGTH = 160
 def page_description(body_html: str, fallback: str) -> str:
     """The first paragraph of a page's body as plain text, at most ``DESCRIPTION_LENGTH`` characters."""
     for paragraph in re.findall(r"<p>(.*?)</p>", body_html or "", flags=re.S):
-        text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", paragraph))).strip()
+        text = re.sub(r"\s+", " ", spoken_text(paragraph)).strip()
         if len(text) >= 40:  # skip captions, labels and one-word paragraphs
             if len(text) > DESCRIPTION_LENGTH:
                 text = text[: DESCRIPTION_LENGTH - 1].rsplit(" ", 1)[0] + "\u2026"
             return text
     return fallback
+
+
+class _SpokenText(HTMLParser):
+    _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts, self._hidden = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self._VOID:
+            if tag == "br" and not self._hidden:
+                self.parts.append(" ")
+            return
+        if self._hidden or ("aria-hidden", "true") in attrs or tag == "annotation":
+            self._hidden += 1
+
+    def handle_endtag(self, tag):
+        if self._hidden and tag not in self._VOID:
+            self._hidden -= 1
+
+    def handle_data(self, data):
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def spoken_text(fragment: str) -> str:
+    """The text of an HTML fragment as a screen reader gets it: without what is ``aria-hidden`` and
+    without MathML's TeX annotation, so an equation typeset by KaTeX counts once, as its MathML text
+    (``\\mu_B`` reads "μB"), not three times over."""
+    parser = _SpokenText()
+    parser.feed(fragment)
+    parser.close()
+    return "".join(parser.parts)
 
 
 def _book_summary(app) -> str:

@@ -23,3 +23,23 @@
     forward();
   }
 })();
+
+/* bn-book: a display equation wider than the column scrolls sideways inside its own box (bnbook.css).
+   Such a box is a tab stop, so that the keyboard can scroll it too (WCAG 2.1.1; axe's
+   scrollable-region-focusable); one that fits is not, and stops being one when the window widens. */
+(function () {
+  function mark() {
+    document.querySelectorAll("div.math .katex-display").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        box.setAttribute("tabindex", "0");
+      } else {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+  window.addEventListener("load", mark);
+  window.addEventListener("resize", mark);
+  if (document.fonts) {
+    document.fonts.ready.then(mark);
+  }
+})();

@@ -14,6 +14,20 @@ def test_description_is_the_first_real_paragraph_as_plain_text_and_short():
     assert sphinx_ext.page_description("<div>no paragraphs</div>", "fallback") == "fallback"
 
 
+def test_description_reads_typeset_math_once_as_a_screen_reader_would():
+    math = (
+        '<span class="math"><span class="katex"><span class="katex-mathml"><math><semantics><msub><mi>μ</mi>'
+        '<mi>B</mi></msub><annotation encoding="application/x-tex">\\mu_B</annotation></semantics></math></span>'
+        '<span class="katex-html" aria-hidden="true"><span class="base"><span class="mord">μ</span>'
+        '<span class="vlist"><span>B</span></span></span></span></span></span>'
+    )
+    body = f"<p>The batch mean {math} is subtracted<br>from every value of the batch, as measured here.</p>"
+    assert sphinx_ext.spoken_text(math) == "μB"
+    assert sphinx_ext.page_description(body, "x") == (
+        "The batch mean μB is subtracted from every value of the batch, as measured here."
+    )
+
+
 def test_sitemap_lists_every_page_under_the_base_url_escaped():
     xml = sphinx_ext.sitemap_xml("https://example.org/bn-book", ["index.html", "book/a&b.html"])
     assert xml.startswith('<?xml version="1.0" encoding="UTF-8"?>')

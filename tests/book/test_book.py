@@ -41,10 +41,30 @@ def test_no_page_loads_anything_from_another_host(built):
     assert not offenders, offenders
 
 
-def test_mathjax_is_served_from_the_build(built):
+def test_math_is_typeset_at_build_time_and_pages_load_no_math_script(built):
+    css = HTML / "_static" / "katex" / "katex.min.css"
+    fonts = re.findall(r"url\((fonts/[^)]+\.woff2)\)", css.read_text())
+    assert len(fonts) == 20 and all((css.parent / font).is_file() for font in fonts)
+    with_math = 0
+    for name in pages():
+        page = (HTML / name).read_text()
+        assert not re.search(r"<script[^>]*(mathjax|tex-chtml)", page, re.I), name
+        spans = re.findall(r'<(?:span|div) class="math notranslate nohighlight"[^>]*>\s*(.{0,40})', page)
+        assert all(s.startswith(('<span class="katex', '<span class="eqno">')) for s in spans), (name, spans)
+        # KaTeX's stylesheet exactly where there is math
+        assert ('href="../_static/katex/katex.min.css' in page or 'href="_static/katex/katex.min.css' in page) == (
+            bool(spans)
+        ), name
+        with_math += bool(spans)
+    assert with_math >= 12
+    # a numbered equation keeps its number, its permalink and the {eq} references that point to it
     page = (HTML / "book" / "ch01_why_normalize.html").read_text()
-    assert "_static/mathjax/tex-chtml.js" in page
-    assert (HTML / "_static" / "mathjax" / "tex-chtml.js").exists()
+    block = re.search(r'<div class="math notranslate nohighlight" id="equation-eq-quadratic">(.*?)</div>', page, re.S)
+    assert block and re.match(
+        r'\s*<span class="eqno">\(1\)<a class="headerlink" href="#equation-eq-quadratic"', block[1]
+    )
+    assert '<span class="katex-display">' in block[1] and r"L(w) = \tfrac12" in block[1]
+    assert re.search(r'<a class="reference internal" href="#equation-eq-quadratic">Eq\. 1</a>', page)
 
 
 def test_interactive_figures_are_static_html_in_the_book(built):
