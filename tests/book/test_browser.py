@@ -218,9 +218,10 @@ PHONE = {"width": 390, "height": 844}
 
 def test_phones_can_open_the_navigation_and_never_scroll_sideways(browser):
     """At 390 px the theme's drawers open from the buttons a reader sees (pydata-sphinx-theme issue
-    2451, fixed by book/_static/bnbook.js), and no page is wider than the screen."""
+    2451, fixed by book/_static/bnbook.js), no page is wider than the screen, and an equation that is
+    scrolls in its own box, a tab stop (axe's scrollable-region-focusable), as bnbook.js makes it."""
     b, base = browser
-    failures = []
+    failures, wide_equations = [], 0
     for path in pages():
         context = b.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
         page = context.new_page()
@@ -230,6 +231,14 @@ def test_phones_can_open_the_navigation_and_never_scroll_sideways(browser):
             width = page.evaluate("() => document.documentElement.scrollWidth")
             if width > PHONE["width"]:
                 failures.append(f"{path}: the page is {width} px wide on a {PHONE['width']} px screen")
+            # an equation wider than the screen scrolls in its own box, which the keyboard can reach
+            boxes = page.evaluate(
+                "() => document.fonts.ready.then(() => Array.from(document.querySelectorAll('div.math .katex-display'))"
+                ".map(e => [e.scrollWidth > e.clientWidth + 1, e.getAttribute('tabindex') === '0']))"
+            )
+            wide_equations += sum(wide for wide, _ in boxes)
+            if any(wide != focusable for wide, focusable in boxes):
+                failures.append(f"{path}: an equation's box is a tab stop if and only if it scrolls: {boxes}")
             for side in ("primary", "secondary"):
                 button = page.locator(f".{side}-toggle:visible")
                 if not button.count():
@@ -246,6 +255,7 @@ def test_phones_can_open_the_navigation_and_never_scroll_sideways(browser):
         finally:
             context.close()
     assert not failures, failures
+    assert wide_equations > 0  # the book has equations wider than a phone: the check above is not vacuous
 
 
 #: every page's initial load (uncompressed) may not exceed this: the issue's target
