@@ -159,7 +159,8 @@ with sync_playwright() as p:
     page.goto(page_url, wait_until="networkidle")
     page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => (i.loading = 'eager'))")
     page.wait_for_load_state("networkidle")
-    page.evaluate("() => document.fonts.ready.then(() => true)")  # the math was typeset at build time: its fonts
+    # the math is typeset at build time (bnbook/katex.py): only its fonts may still be loading
+    page.evaluate("() => document.fonts.ready.then(() => true)")
     page.emulate_media(media="print")
     page.pdf(path=pdf, format="A4", print_background=True, outline=True, tagged=True,
              margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"})

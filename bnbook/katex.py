@@ -52,15 +52,15 @@ CSS = "katex/katex.min.css"
 
 
 def katex_dir(root: Path) -> Path:
-    """Where :func:`ensure_katex` keeps KaTeX's ``dist`` folder for the project at ``root``."""
+    """Where :func:`ensure_katex` keeps KaTeX for the project at ``root``."""
     return Path(root) / ".tools" / f"katex-{KATEX_VERSION}"
 
 
 def ensure_katex(root: Path, *, url: str = KATEX_TARBALL, integrity: str = KATEX_INTEGRITY) -> Path:
     """The folder under ``root/.tools`` holding KaTeX's ``katex.min.js`` (which typesets) and, under
     ``static/katex/``, its stylesheet and fonts (which the pages load), fetched from ``url`` first if
-    it is not there. The download is refused unless its SHA-512 is
-    ``integrity``; nothing is kept from a download that failed or did not match."""
+    it is not there. The download is refused unless its SHA-512 is ``integrity``; nothing is kept
+    from a download that failed or did not match."""
     target = katex_dir(root)
     if (target / "katex.min.js").is_file() and (target / STATIC / CSS).is_file():
         return target
@@ -133,7 +133,7 @@ def katex(dist: Path) -> Katex:
     return _KATEX[key]
 
 
-# ---- the Sphinx extension ----------------------------------------------------------------------------------------
+# ---- the Sphinx extension ------------------------------------------------------------------------
 
 MATH_RENDERER = "bnbook_katex"  # _config.yml selects it: sphinx.config.html_math_renderer
 
